@@ -1,0 +1,4 @@
+_base_ = './mask-rcnn_convnext-t-p4-w7_fpn_ms-crop-3x_coco.py'
+pretrained = 'checkpoints/convnext_base_1k_224.pth'
+model = dict(backbone=dict(arch='base', drop_path_rate=0.7, init_cfg=dict(checkpoint=pretrained)),
+             neck=dict(in_channels=[128, 256, 512, 1024]))

@@ -1,0 +1,5 @@
+# Swin-B: no official Mask R-CNN number; drop path 0.3 as in the official Swin-B Cascade recipe.
+_base_ = './mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py'
+pretrained = 'checkpoints/swin_base_patch4_window7_224.pth'
+model = dict(backbone=dict(arch='base', drop_path_rate=0.3, init_cfg=dict(checkpoint=pretrained)),
+             neck=dict(in_channels=[128, 256, 512, 1024]))

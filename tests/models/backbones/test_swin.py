@@ -1,0 +1,147 @@
+import pytest
+import timm
+import torch
+import torch.nn.functional as F
+
+from tests.conftest import ODD_SIZES, expected_shapes, randomize, rel_err
+from vitdense.models.backbones import SwinTransformer
+
+
+def timm_stage_outputs(model, x):
+    """timm Swin stage maps, passed through an affine-free LayerNorm (vitdense's fresh output norms)."""
+    outs, y = [], model.patch_embed(x)
+    for layer in model.layers:
+        y = layer(y)
+        outs.append(F.layer_norm(y, y.shape[-1:]).permute(0, 3, 1, 2))
+    return outs
+
+
+@pytest.mark.parametrize('hw', ODD_SIZES)
+def test_pyramid_shapes_any_size(hw):
+    model = SwinTransformer(drop_path_rate=0.0).eval()
+    with torch.no_grad():
+        outs = model(torch.randn(1, 3, *hw))
+    assert [tuple(o.shape[1:]) for o in outs] == expected_shapes(*hw, [96, 192, 384, 768])
+    assert all(torch.isfinite(o).all() for o in outs)
+
+
+def test_content_beyond_the_image_does_not_reach_the_first_window():
+    """Internal padding and the shift mask keep attention local: appending 4 pixels of zeros to the
+    bottom/right changes the map size (14 -> 15 tokens) but not the features of the top-left window."""
+    model = SwinTransformer(drop_path_rate=0.0, out_indices=(0,)).eval()
+    x = torch.randn(1, 3, 56, 56)
+    with torch.no_grad():
+        a = model(x)[0]
+        b = model(F.pad(x, (0, 4, 0, 4)))[0]
+    assert a.shape[-2:] == (14, 14) and b.shape[-2:] == (15, 15)
+    assert rel_err(b[..., :4, :4], a[..., :4, :4]) < 1e-5
+    assert rel_err(b[..., :14, :14], a) > 1e-3  # while the border does change
+
+
+def test_parity_with_timm_same_weights():
+    ref = timm.create_model('swin_tiny_patch4_window7_224', img_size=448, num_classes=0).eval()
+    sd = randomize(ref.state_dict())
+    ref.load_state_dict(sd)
+    ours = SwinTransformer(drop_path_rate=0.0).eval()
+    result = ours.load_state_dict(sd, strict=False)
+    assert set(result.unexpected_keys) == {'norm.weight', 'norm.bias'}
+    assert all(k.startswith('out_norms.') for k in result.missing_keys)
+    x = torch.randn(1, 3, 448, 448)
+    with torch.no_grad():
+        for a, b in zip(ours(x), timm_stage_outputs(ref, x)):
+            assert a.shape == b.shape
+            assert rel_err(a, b) <= 1e-5
+
+
+@pytest.mark.parametrize('hw', [(224, 224), (100, 164)])
+def test_parity_with_mmdet_after_its_converter(hw):
+    mmdet_swin = pytest.importorskip('mmdet.models.backbones.swin')
+    from mmdet.models.backbones.swin import swin_converter
+    from vitdense.checkpoint import convert_state_dict
+    from vitdense.checkpoint.swin import official_to_timm  # noqa: F401
+
+    timm_model = timm.create_model('swin_tiny_patch4_window7_224', num_classes=0)
+    sd = randomize(timm_model.state_dict(), seed=1)
+    # the official release layout: patch merging at the end of stage i, classifier 'head.'
+    official = {}
+    for k, v in sd.items():
+        for i in (1, 2, 3):
+            k = k.replace(f'layers.{i}.downsample', f'layers.{i - 1}.downsample')
+        official[k.replace('head.fc.', 'head.')] = v
+    ref = mmdet_swin.SwinTransformer(embed_dims=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24],
+                                     window_size=7, drop_path_rate=0.0, convert_weights=False)
+    ref.eval()  # mmdet's train() override returns None, so no chaining
+    converted = {k[len('backbone.'):]: v for k, v in swin_converter(official).items()}  # it adds a prefix
+    assert ref.load_state_dict(converted, strict=False).unexpected_keys == ['norm.weight', 'norm.bias']
+    ours = SwinTransformer(drop_path_rate=0.0).eval()
+    ours.load_state_dict(convert_state_dict(official, ours), strict=False)
+    # mmdet's out norms are fresh LayerNorms too: make them equal
+    for i in range(4):
+        getattr(ref, f'norm{i}').load_state_dict(ours.out_norms[i].state_dict())
+    x = torch.randn(1, 3, *hw)
+    with torch.no_grad():
+        for a, b in zip(ours(x), ref(x)):
+            assert a.shape == b.shape
+            assert rel_err(a, b) <= 1e-5
+
+    # and the reverse: a state dict in mmdet's layout (e.g. from an mmdet Swin detector) loads into ours
+    ours2 = SwinTransformer(drop_path_rate=0.0).eval()
+    ours2.load_state_dict(convert_state_dict(ref.state_dict(), ours2), strict=True)
+    with torch.no_grad():
+        for a, b in zip(ours2(x), ref(x)):
+            assert rel_err(a, b) <= 1e-5
+
+
+def test_frozen_stages_and_train_mode():
+    model = SwinTransformer(frozen_stages=1, drop_path_rate=0.0)
+    model.train()
+    frozen = list(model.patch_embed.parameters()) + list(model.layers[0].parameters())
+    assert all(not p.requires_grad for p in frozen)
+    assert all(p.requires_grad for p in model.layers[1].parameters())
+    assert not model.layers[0].training and model.layers[1].training
+    sum(o.sum() for o in model(torch.randn(1, 3, 64, 64))).backward()
+    assert all(p.grad is None for p in frozen)
+    assert model.layers[1].blocks[0].attn.qkv.weight.grad is not None
+
+
+def test_with_cp_same_outputs_and_grads():
+    x = torch.randn(1, 3, 64, 96)
+    grads, outs = [], []
+    for with_cp in (False, True):
+        torch.manual_seed(0)
+        model = SwinTransformer(drop_path_rate=0.0, with_cp=with_cp)
+        y = model(x)
+        sum((o ** 2).mean() for o in y).backward()
+        outs.append(y)
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
+    for a, b in zip(*outs):
+        assert torch.allclose(a, b, atol=1e-6)
+    for n in grads[0]:
+        assert torch.allclose(grads[0][n], grads[1][n], atol=1e-6, rtol=1e-4), n
+
+
+def test_drop_path_linear_over_blocks():
+    model = SwinTransformer(arch='tiny', drop_path_rate=0.3)
+    rates = [b.drop_path1.drop_prob if hasattr(b.drop_path1, 'drop_prob') else 0.0
+             for layer in model.layers for b in layer.blocks]
+    assert len(rates) == 12 and rates[0] == 0.0 and abs(rates[-1] - 0.3) < 1e-6
+    assert all(b > a for a, b in zip(rates, rates[1:]))
+
+
+def test_layer_depth():
+    model = SwinTransformer(arch='tiny')
+    assert model.get_layer_depth('patch_embed.proj.weight') == (0, 14)
+    assert model.get_layer_depth('layers.0.blocks.0.attn.qkv.weight') == (1, 14)
+    assert model.get_layer_depth('layers.2.downsample.reduction.weight') == (5, 14)
+    assert model.get_layer_depth('layers.3.blocks.1.mlp.fc2.bias') == (12, 14)
+    assert model.get_layer_depth('out_norms.3.weight') == (13, 14)
+    assert model.get_layer_depth('layers.2.blocks.4.norm1.weight', 'stage_wise') == (3, 6)
+
+
+def test_input_too_small_is_one_clear_line():
+    with pytest.raises(ValueError, match=r'smaller than its total stride 32; resize or pad'):
+        SwinTransformer()(torch.randn(1, 3, 24, 64))
+    with pytest.raises(ValueError, match=r'expects an N x 3 x H x W tensor'):
+        SwinTransformer()(torch.randn(1, 4, 64, 64))
+    with pytest.raises(ValueError, match=r"unknown SwinTransformer arch 'huge'"):
+        SwinTransformer(arch='huge')

@@ -1,0 +1,58 @@
+"""Evaluate a checkpoint: COCO bbox / segm AP (pycocotools) for detection configs, mIoU for segmentation.
+
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--show-dir DIR] [--cfg-options k=v ...]
+"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+
+from vitdense.apis import DictAction, UserError, check_data, load_config  # noqa: E402
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('config', help='config file the checkpoint was trained with')
+    parser.add_argument('checkpoint', help='checkpoint (.pth) written by tools/train.py')
+    parser.add_argument('--work-dir', help='where the evaluation log and metrics go')
+    parser.add_argument('--show-dir', help='write images with predictions drawn into this folder (under work dir)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config entries')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
+                        help='job launcher for multi-process evaluation')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def main():
+    args = parse_args()
+    cfg = load_config(args.config, args.cfg_options, args.work_dir)
+    cfg.launcher = args.launcher
+    check_data(cfg, loaders=('test_dataloader',))
+    from vitdense.checkpoint import CheckpointError, load_checkpoint_file
+    try:
+        load_checkpoint_file(args.checkpoint)  # fail in one line before the runner is built
+    except CheckpointError as err:
+        raise UserError(str(err)) from None
+    cfg.load_from = args.checkpoint
+    if args.show_dir:
+        vis = cfg.default_hooks.visualization
+        vis.draw = True
+        vis.test_out_dir = args.show_dir
+        if cfg.default_scope == 'mmseg':
+            vis.interval = 1
+
+    from mmengine.runner import Runner
+    runner = Runner.from_cfg(cfg)
+    metrics = runner.test()
+    print('metrics: ' + ', '.join(f'{k}={v:.4f}' if isinstance(v, float) else f'{k}={v}'
+                                  for k, v in metrics.items()))
+
+
+if __name__ == '__main__':
+    try:
+        main()
+    except UserError as err:
+        sys.exit(f'error: {err}')

@@ -1,0 +1,87 @@
+"""Reading checkpoint files safely.
+
+Every checkpoint is read with ``torch.load(weights_only=True)``: tensors and plain containers only. The
+framework's own checkpoints fit that because :class:`vitdense.engine.SafeCheckpointHook` stores mmengine's
+message-hub state (``HistoryBuffer`` objects holding numpy arrays) as tensors and plain values. A file that
+carries any other pickled object is refused with one line naming it; nothing is allow-listed wholesale.
+"""
+import os
+import pickle
+import re
+import zipfile
+from typing import Any, Dict
+
+import torch
+
+_UNSUPPORTED_GLOBAL = re.compile(r'Unsupported global: GLOBAL ([\w.]+)')
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used as asked; the message is one actionable line."""
+
+
+def load_checkpoint_file(path: str, map_location='cpu') -> Any:
+    """``torch.load`` with ``weights_only=True`` and one-line errors for the usual failures."""
+    path = os.fspath(path)
+    if path.startswith(('http://', 'https://')):
+        raise CheckpointError(f'{path} is a URL; download it first (this machine may have no internet) '
+                              'and pass the local file path')
+    if not os.path.exists(path):
+        raise CheckpointError(f'checkpoint not found: {path} (check init_cfg.checkpoint / the CKPT argument)')
+    if os.path.isdir(path):
+        raise CheckpointError(f'checkpoint path {path} is a directory; pass the .pth file inside it')
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        found = _UNSUPPORTED_GLOBAL.search(str(err))
+        if found:
+            raise CheckpointError(
+                f'refusing to load {path}: it pickles a {found.group(1)} object, and checkpoints are read with '
+                'weights_only=True (tensors and plain containers); re-save its state_dict with torch.save '
+                'if you trust the file') from None
+        raise CheckpointError(f'{path} is not a readable PyTorch checkpoint ({_first_line(err)})') from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, UnicodeDecodeError, ValueError) as err:
+        raise CheckpointError(f'{path} is not a readable PyTorch checkpoint (truncated or another format: '
+                              f'{_first_line(err)})') from None
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip().splitlines()
+    return text[0][:200] if text else type(err).__name__
+
+
+HEAD_PREFIXES = ('neck.', 'rpn_head.', 'roi_head.', 'bbox_head.', 'mask_head.', 'decode_head.',
+                 'auxiliary_head.', 'head.', 'data_preprocessor.')
+
+
+def extract_state_dict(checkpoint: Any, path: str = '<checkpoint>', prefix: str = None) -> Dict[str, torch.Tensor]:
+    """The backbone tensors of a checkpoint, whatever wraps them.
+
+    Accepts raw state dicts, ``{'state_dict': ...}`` (mmengine), ``{'model': ...}`` (official Swin / ConvNeXt /
+    DeiT releases) and ``{'module': ...}``; strips DDP's ``module.``. With ``prefix`` (e.g. 'backbone.') only
+    keys under it are kept. Without one, a whole detector / segmentor / classifier checkpoint is recognised by
+    its ``backbone.`` keys and its backbone part is taken (the caller logs that).
+    """
+    sd = checkpoint
+    if isinstance(sd, dict):
+        for key in ('state_dict', 'model', 'module', 'model_ema'):
+            if key in sd and isinstance(sd[key], dict):
+                sd = sd[key]
+                break
+    if not isinstance(sd, dict) or not sd or not all(isinstance(k, str) for k in sd):
+        raise CheckpointError(f'{path} holds no state dict (expected a dict of tensors, or one under '
+                              "'state_dict' / 'model')")
+    sd = {k[7:] if k.startswith('module.') else k: v for k, v in sd.items() if torch.is_tensor(v)}
+    if not sd:
+        raise CheckpointError(f'{path} holds no tensors')
+    if prefix:
+        picked = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+        if not picked:
+            raise CheckpointError(f"{path} has no keys under prefix '{prefix}' (first key: '{next(iter(sd))}')")
+        return picked
+    return sd
+
+
+def is_full_model(sd: Dict[str, torch.Tensor]) -> bool:
+    """A detector / segmentor / classifier state dict rather than a bare backbone one."""
+    return any(k.startswith('backbone.') for k in sd)

@@ -1,0 +1,4 @@
+from .hooks import SafeCheckpointHook
+from .optimizers import LayerDecayOptimWrapperConstructor
+
+__all__ = ['SafeCheckpointHook', 'LayerDecayOptimWrapperConstructor']

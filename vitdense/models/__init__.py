@@ -1,0 +1,2 @@
+"""Importing this package registers every vitdense model component (configs: custom_imports)."""
+from .backbones import *  # noqa: F401,F403

@@ -1,0 +1,97 @@
+"""The contract every vitdense backbone keeps, whatever its family.
+
+* ``forward(x)`` takes an NCHW image batch of any H x W >= ``min_input_size`` and returns a tuple of NCHW
+  maps, one per entry of ``out_indices``, at strides 4 / 8 / 16 / 32 (ceil division for odd sizes), each
+  passed through its own output norm.
+* ``frozen_stages``: -1 freezes nothing, 0 the stem, k the stem and stages 1..k (with their output norms);
+  frozen parts stay in eval mode and get no gradients.
+* ``with_cp``: activation checkpointing inside stages; ``drop_path_rate``: stochastic depth, linear over blocks.
+* ``get_layer_depth(param_name, mode)`` -> ``(depth, num_depths)`` for layer-wise ('layer_wise') or
+  stage-wise ('stage_wise') lr decay; the optimizer constructor asks the backbone, never its class name.
+* ``init_cfg=dict(type='Pretrained', checkpoint=PATH)`` loads ImageNet / timm / official / vitdense
+  checkpoints through :mod:`vitdense.checkpoint` (key remapping, position-table interpolation, a report).
+"""
+from typing import Iterable, List, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+from mmengine.model import BaseModule
+
+
+class DenseBackbone(BaseModule):
+    num_stages = 4
+    strides = (4, 8, 16, 32)
+
+    def __init__(self, out_indices: Sequence[int] = (0, 1, 2, 3), frozen_stages: int = -1,
+                 in_channels: int = 3, init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        out_indices = tuple(out_indices)
+        bad = [i for i in out_indices if not 0 <= i < self.num_stages]
+        if bad or not out_indices:
+            raise ValueError(f'out_indices {out_indices} must be a non-empty subset of 0..{self.num_stages - 1}')
+        if not -1 <= frozen_stages <= self.num_stages:
+            raise ValueError(f'frozen_stages={frozen_stages} must lie in -1..{self.num_stages}')
+        self.out_indices = out_indices
+        self.frozen_stages = frozen_stages
+        self.in_channels = in_channels
+
+    # ---- input checks -------------------------------------------------------------------------------
+    @property
+    def min_input_size(self) -> int:
+        return self.strides[-1]
+
+    def check_input(self, x: torch.Tensor) -> None:
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f'{type(self).__name__} expects an N x {self.in_channels} x H x W tensor, '
+                             f'got shape {tuple(x.shape)}')
+        H, W = x.shape[-2:]
+        if min(H, W) < self.min_input_size:
+            raise ValueError(f'{type(self).__name__} got a {H}x{W} input, smaller than its total stride '
+                             f'{self.min_input_size}; resize or pad images to at least '
+                             f'{self.min_input_size}x{self.min_input_size}')
+
+    # ---- freezing ------------------------------------------------------------------------------------
+    def frozen_modules(self) -> List[nn.Module]:
+        """Modules to freeze for ``self.frozen_stages`` (stem for 0, plus stages 1..k for k)."""
+        raise NotImplementedError
+
+    def _freeze(self) -> None:
+        if self.frozen_stages < 0:
+            return
+        for module in self.frozen_modules():
+            module.eval()
+            for p in module.parameters():
+                p.requires_grad = False
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self._freeze()
+        return self
+
+    # ---- layer-wise lr decay ---------------------------------------------------------------------------
+    def get_layer_depth(self, param_name: str, mode: str = 'layer_wise') -> Tuple[int, int]:
+        """Return ``(depth, num_depths)`` of a parameter (name relative to the backbone, any prefix
+        such as ``backbone.`` stripped by the caller). Depth 0 is the stem; ``num_depths - 1`` the output
+        norms / anything after the last block."""
+        raise NotImplementedError
+
+    # ---- weights -------------------------------------------------------------------------------------
+    def init_weights(self):
+        cfg = self.init_cfg
+        if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
+            from vitdense.checkpoint import load_pretrained
+            load_pretrained(self, cfg['checkpoint'], prefix=cfg.get('prefix'))
+            self._is_init = True
+            return
+        super().init_weights()
+
+
+def stochastic_depth(drop_path_rate: float, depths: Iterable[int]) -> List[List[float]]:
+    """Linearly increasing drop-path rates, split per stage."""
+    depths = list(depths)
+    rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+    out, start = [], 0
+    for d in depths:
+        out.append(rates[start:start + d])
+        start += d
+    return out

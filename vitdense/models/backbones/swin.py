@@ -1,0 +1,233 @@
+"""Swin Transformer (Liu et al., ICCV 2021, arXiv 2103.14030) as a dense-prediction backbone.
+
+Parameter names follow timm's ``SwinTransformer`` (``patch_embed``, ``layers.i.downsample`` at the start of
+stage i, ``layers.i.blocks.j.{norm1,attn,norm2,mlp}``), so timm state dicts load as they are; the official
+microsoft/Swin-Transformer and mmdet layouts are remapped by :mod:`vitdense.checkpoint.swin`.
+
+Window attention follows the detection recipe (official Swin-Det / mmdet), not timm's classification
+shortcut: every block zero-pads its map to a multiple of the window, shifted blocks always shift by half a
+window (also when the map is not larger than the window), and the shift mask is built for the padded map,
+so any input H x W works and the features equal mmdet's for the same weights.
+"""
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torch.utils.checkpoint as cp
+from timm.layers import DropPath, Mlp, PatchEmbed, to_2tuple, trunc_normal_
+from timm.layers.pos_embed_rel import gen_relative_position_index
+from timm.models.swin_transformer import PatchMerging
+
+from vitdense.registry import MODELS
+from ..layers import nhwc_to_nchw, pad_to_multiple, shifted_window_mask, window_partition, window_reverse
+from .base import DenseBackbone, stochastic_depth
+
+
+class WindowAttention(nn.Module):
+    """Multi-head self-attention inside windows with a learned relative-position bias, through SDPA."""
+
+    def __init__(self, dim: int, num_heads: int, window_size: Tuple[int, int], qkv_bias: bool = True,
+                 attn_drop: float = 0.0, proj_drop: float = 0.0):
+        super().__init__()
+        self.num_heads = num_heads
+        self.window_size = window_size
+        self.relative_position_bias_table = nn.Parameter(
+            torch.zeros((2 * window_size[0] - 1) * (2 * window_size[1] - 1), num_heads))
+        self.register_buffer('relative_position_index', gen_relative_position_index(window_size),
+                             persistent=False)
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.attn_drop = attn_drop
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+        trunc_normal_(self.relative_position_bias_table, std=0.02)
+
+    def relative_position_bias(self) -> torch.Tensor:
+        N = self.window_size[0] * self.window_size[1]
+        bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
+        return bias.view(N, N, -1).permute(2, 0, 1)  # heads, N, N
+
+    def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """x: (B * nW, N, C); mask: (nW, N, N) additive or None."""
+        BW, N, C = x.shape
+        q, k, v = self.qkv(x).view(BW, N, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
+        bias = self.relative_position_bias().unsqueeze(0)  # 1, heads, N, N
+        if mask is not None:
+            nW = mask.shape[0]
+            bias = (bias.unsqueeze(0) + mask[None, :, None]).expand(BW // nW, -1, -1, -1, -1)
+            bias = bias.reshape(BW, self.num_heads, N, N)
+        x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype),
+                                           dropout_p=self.attn_drop if self.training else 0.0)
+        return self.proj_drop(self.proj(x.transpose(1, 2).reshape(BW, N, C)))
+
+
+class SwinBlock(nn.Module):
+    """(Shifted-)window attention block on an NHWC map of any size."""
+
+    def __init__(self, dim: int, num_heads: int, window_size: int = 7, shifted: bool = False,
+                 mlp_ratio: float = 4.0, qkv_bias: bool = True, drop_path: float = 0.0,
+                 norm_layer=nn.LayerNorm):
+        super().__init__()
+        self.window_size = to_2tuple(window_size)
+        self.shift_size = tuple(w // 2 for w in self.window_size) if shifted else (0, 0)
+        self.norm1 = norm_layer(dim)
+        self.attn = WindowAttention(dim, num_heads, self.window_size, qkv_bias=qkv_bias)
+        self.drop_path1 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.norm2 = norm_layer(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=nn.GELU)
+        self.drop_path2 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    @property
+    def shifted(self) -> bool:
+        return any(self.shift_size)
+
+    def window_attention(self, x: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
+        B, H, W, C = x.shape
+        x = pad_to_multiple(x, self.window_size)
+        Hp, Wp = x.shape[1:3]
+        if self.shifted:
+            x = torch.roll(x, shifts=(-self.shift_size[0], -self.shift_size[1]), dims=(1, 2))
+        x = self.attn(window_partition(x, self.window_size), mask if self.shifted else None)
+        x = window_reverse(x, self.window_size, Hp, Wp)
+        if self.shifted:
+            x = torch.roll(x, shifts=self.shift_size, dims=(1, 2))
+        return x[:, :H, :W]
+
+    def attention_mask(self, H: int, W: int, x: torch.Tensor) -> Optional[torch.Tensor]:
+        if not self.shifted:
+            return None
+        Hp = -(-H // self.window_size[0]) * self.window_size[0]
+        Wp = -(-W // self.window_size[1]) * self.window_size[1]
+        return shifted_window_mask(Hp, Wp, self.window_size, self.shift_size, device=x.device, dtype=x.dtype)
+
+    def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        x = x + self.drop_path1(self.window_attention(self.norm1(x), mask))
+        return x + self.drop_path2(self.mlp(self.norm2(x)))
+
+
+class SwinStage(nn.Module):
+    """Optional 2x2 patch merging, then blocks alternating regular and shifted windows."""
+
+    def __init__(self, dim: int, out_dim: int, depth: int, num_heads: int, window_size: int,
+                 downsample: bool, drop_path: Sequence[float], mlp_ratio: float = 4.0,
+                 qkv_bias: bool = True, norm_layer=nn.LayerNorm, block_cls=SwinBlock, with_cp: bool = False):
+        super().__init__()
+        self.downsample = PatchMerging(dim, out_dim, norm_layer=norm_layer) if downsample else nn.Identity()
+        self.blocks = nn.ModuleList([
+            block_cls(out_dim, num_heads, window_size=window_size, shifted=i % 2 == 1, mlp_ratio=mlp_ratio,
+                      qkv_bias=qkv_bias, drop_path=drop_path[i], norm_layer=norm_layer)
+            for i in range(depth)])
+        self.with_cp = with_cp
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.downsample(x)
+        H, W = x.shape[1:3]
+        # one mask per stage: every shifted block of a stage sees the same padded size
+        mask = next((b.attention_mask(H, W, x) for b in self.blocks if b.shifted), None)
+        for block in self.blocks:
+            if self.with_cp and x.requires_grad:
+                x = cp.checkpoint(block, x, mask, use_reentrant=False)
+            else:
+                x = block(x, mask)
+        return x
+
+
+@MODELS.register_module()
+class SwinTransformer(DenseBackbone):
+    """Swin-T/S/B/L pyramid backbone.
+
+    Args:
+        arch: 'tiny' | 'small' | 'base' | 'large' (or a dict with embed_dim, depths, num_heads).
+        window_size: attention window; checkpoints made for another window are interpolated at load.
+        drop_path_rate: stochastic depth, linear over all blocks.
+        out_indices / frozen_stages / with_cp / init_cfg: see :class:`DenseBackbone`.
+    """
+    arch_settings = {
+        'tiny': dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24)),
+        'small': dict(embed_dim=96, depths=(2, 2, 18, 2), num_heads=(3, 6, 12, 24)),
+        'base': dict(embed_dim=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32)),
+        'large': dict(embed_dim=192, depths=(2, 2, 18, 2), num_heads=(6, 12, 24, 48)),
+    }
+    block_cls = SwinBlock
+
+    def __init__(self, arch='tiny', in_channels: int = 3, patch_size: int = 4, window_size: int = 7,
+                 mlp_ratio: float = 4.0, qkv_bias: bool = True, drop_path_rate: float = 0.1,
+                 out_indices=(0, 1, 2, 3), frozen_stages: int = -1, with_cp: bool = False,
+                 init_cfg=None, **block_kwargs):
+        super().__init__(out_indices, frozen_stages, in_channels, init_cfg)
+        settings = self.resolve_arch(arch)
+        embed_dim, depths, num_heads = settings['embed_dim'], settings['depths'], settings['num_heads']
+        self.depths = tuple(depths)
+        self.window_size = window_size
+        self.patch_embed = PatchEmbed(img_size=None, patch_size=patch_size, in_chans=in_channels,
+                                      embed_dim=embed_dim, norm_layer=nn.LayerNorm, output_fmt='NHWC',
+                                      strict_img_size=False, dynamic_img_pad=True)
+        dims = [embed_dim * 2 ** i for i in range(self.num_stages)]
+        self.num_features = dims
+        dpr = stochastic_depth(drop_path_rate, depths)
+        self.layers = nn.ModuleList([
+            SwinStage(dims[max(i - 1, 0)], dims[i], depths[i], num_heads[i], window_size, downsample=i > 0,
+                      drop_path=dpr[i], mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, block_cls=self.block_cls,
+                      with_cp=with_cp, **block_kwargs)
+            for i in range(self.num_stages)])
+        self.out_norms = nn.ModuleList([
+            nn.LayerNorm(dims[i]) if i in self.out_indices else nn.Identity() for i in range(self.num_stages)])
+        self.apply(self._init_linear)
+        self._freeze()
+
+    def resolve_arch(self, arch):
+        if isinstance(arch, dict):
+            return arch
+        if arch not in self.arch_settings:
+            raise ValueError(f"unknown {type(self).__name__} arch '{arch}'; choose one of "
+                             f"{sorted(self.arch_settings)} or pass a dict(embed_dim=, depths=, num_heads=)")
+        return self.arch_settings[arch]
+
+    @staticmethod
+    def _init_linear(m):
+        if isinstance(m, nn.Linear):
+            trunc_normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        self.check_input(x)
+        x = self.patch_embed(x)  # B, H/4, W/4, C (zero-padded to a multiple of the patch)
+        outs = []
+        for i, stage in enumerate(self.layers):
+            x = stage(x)
+            if i in self.out_indices:
+                outs.append(nhwc_to_nchw(self.out_norms[i](x)))
+        return tuple(outs)
+
+    def frozen_modules(self) -> List[nn.Module]:
+        mods = [self.patch_embed]
+        for i in range(self.frozen_stages):
+            mods += [self.layers[i], self.out_norms[i]]
+        return mods
+
+    def get_layer_depth(self, param_name: str, mode: str = 'layer_wise') -> Tuple[int, int]:
+        """layer_wise: stem 0, block k (counted over all stages) k + 1, the rest last;
+        stage_wise: stem 0, stage i i + 1, the rest last. Patch merging belongs to the stage it opens."""
+        parts = param_name.split('.')
+        if mode == 'stage_wise':
+            num = self.num_stages + 2
+            if parts[0] == 'patch_embed':
+                return 0, num
+            if parts[0] == 'layers':
+                return int(parts[1]) + 1, num
+            return num - 1, num
+        if mode != 'layer_wise':
+            raise ValueError(f"mode must be 'layer_wise' or 'stage_wise', got '{mode}'")
+        num = sum(self.depths) + 2
+        if parts[0] == 'patch_embed':
+            return 0, num
+        if parts[0] == 'layers':
+            stage = int(parts[1])
+            first = sum(self.depths[:stage])
+            block = int(parts[3]) if parts[2] == 'blocks' else 0
+            return first + block + 1, num
+        return num - 1, num
