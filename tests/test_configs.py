@@ -23,8 +23,10 @@ def build(path):
 
 
 def head_in_channels(cfg):
-    if cfg.default_scope == 'mmdet':
+    if cfg.model.get('neck') and 'in_channels' in cfg.model.neck:  # FPN (detection, Semantic FPN)
         return list(cfg.model.neck.in_channels)
+    if cfg.default_scope == 'mmpretrain':
+        return [cfg.model.head.in_channels]
     return list(cfg.model.decode_head.in_channels)
 
 
@@ -40,7 +42,8 @@ def test_config_builds_and_channels_match(path):
     with torch.no_grad():
         outs = model.backbone(torch.randn(1, 3, 64, 96))
     assert [o.shape[1] for o in outs] == head_in_channels(cfg)
-    assert [tuple(o.shape[-2:]) for o in outs] == [(-(-64 // s), -(-96 // s)) for s in (4, 8, 16, 32)]
+    strides = [model.backbone.strides[i] for i in model.backbone.out_indices]
+    assert [tuple(o.shape[-2:]) for o in outs] == [(-(-64 // s), -(-96 // s)) for s in strides]
 
 
 def det_batch(model):
@@ -62,6 +65,13 @@ def seg_batch(model, batch_size=2):  # 2: UperNet's pooled 1x1 BatchNorm needs m
     return model.data_preprocessor(dict(inputs=inputs, data_samples=samples), True)
 
 
+def cls_batch(model, num_classes, batch_size=2):
+    from mmpretrain.structures import DataSample
+    samples = [DataSample().set_gt_label(i % num_classes) for i in range(batch_size)]
+    inputs = [torch.randint(0, 255, (3, 96, 96), dtype=torch.uint8) for _ in range(batch_size)]
+    return model.data_preprocessor(dict(inputs=inputs, data_samples=samples), True)
+
+
 @pytest.mark.parametrize('path', MINI)
 def test_mini_config_forward_backward(path):
     torch.manual_seed(0)
@@ -69,7 +79,12 @@ def test_mini_config_forward_backward(path):
     if cfg.default_scope == 'mmseg':
         model.data_preprocessor.size, model.data_preprocessor.size_divisor = None, 32  # keep the step small
     model.train()
-    data = det_batch(model) if cfg.default_scope == 'mmdet' else seg_batch(model)
+    if cfg.default_scope == 'mmdet':
+        data = det_batch(model)
+    elif cfg.default_scope == 'mmseg':
+        data = seg_batch(model)
+    else:
+        data = cls_batch(model, cfg.model.head.num_classes)
     losses = model(**data, mode='loss')
     total = sum(v.sum() if isinstance(v, torch.Tensor) else sum(v) for k, v in losses.items() if 'loss' in k)
     assert torch.isfinite(total) and total > 0

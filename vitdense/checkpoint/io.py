@@ -4,6 +4,12 @@ Every checkpoint is read with ``torch.load(weights_only=True)``: tensors and pla
 framework's own checkpoints fit that because :class:`vitdense.engine.SafeCheckpointHook` stores mmengine's
 message-hub state (``HistoryBuffer`` objects holding numpy arrays) as tensors and plain values. A file that
 carries any other pickled object is refused with one line naming it; nothing is allow-listed wholesale.
+
+mmengine's own loader for local files (used by ``Runner`` for ``load_from`` / ``resume`` and by
+``init_cfg=dict(type='Pretrained')``) calls ``torch.load`` without ``weights_only``, which is safe only while torch's
+default is True (torch >= 2.6, and ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` unset). Importing this module replaces that
+loader with :func:`load_checkpoint_file`, so every local checkpoint the runner reads goes through the same strict,
+one-line-error path whatever the environment says.
 """
 import os
 import pickle
@@ -43,6 +49,47 @@ def load_checkpoint_file(path: str, map_location='cpu') -> Any:
     except (RuntimeError, EOFError, zipfile.BadZipFile, UnicodeDecodeError, ValueError) as err:
         raise CheckpointError(f'{path} is not a readable PyTorch checkpoint (truncated or another format: '
                               f'{_first_line(err)})') from None
+
+
+def load_from_local_weights_only(filename, map_location=None):
+    return load_checkpoint_file(os.path.expanduser(filename), map_location=map_location)
+
+
+def install_safe_loader() -> None:
+    """Route mmengine's local-file checkpoint loading (any path without a URL scheme) through the safe loader."""
+    from mmengine.runner.checkpoint import CheckpointLoader
+    CheckpointLoader.register_scheme(prefixes='', loader=load_from_local_weights_only, force=True)
+
+
+install_safe_loader()
+
+
+def check_fits(model: torch.nn.Module, checkpoint: Any, path: str) -> None:
+    """Fail in one line unless ``checkpoint`` holds exactly ``model``'s tensors (names and shapes).
+
+    For evaluating or resuming, where mmengine would otherwise only log missing / unexpected keys and carry on
+    with randomly initialised layers.
+    """
+    sd = checkpoint.get('state_dict', checkpoint) if isinstance(checkpoint, dict) else checkpoint
+    if not isinstance(sd, dict) or not any(torch.is_tensor(v) for v in sd.values()):
+        raise CheckpointError(f'{path} holds no state dict (expected the .pth that tools/train.py writes)')
+    sd = {k[7:] if k.startswith('module.') else k: v for k, v in sd.items() if torch.is_tensor(v)}
+    own = model.state_dict()
+    missing = [k for k in own if k not in sd]
+    unexpected = [k for k in sd if k not in own]
+    if missing or unexpected:
+        hint = ' (it looks like a backbone-only checkpoint: use it as model.backbone.init_cfg.checkpoint)' \
+            if sd and not is_full_model(sd) and is_full_model(own) else ''
+        example = f"e.g. missing '{missing[0]}'" if missing else f"e.g. unexpected '{unexpected[0]}'"
+        raise CheckpointError(f'{path} does not match the model of this config: {len(missing)} of {len(own)} '
+                              f'model tensors missing, {len(unexpected)} unexpected ({example}){hint}; '
+                              'pass the checkpoint trained with this config')
+    wrong = [(k, tuple(sd[k].shape), tuple(v.shape)) for k, v in own.items() if sd[k].shape != v.shape]
+    if wrong:
+        k, got, want = wrong[0]
+        raise CheckpointError(f'{path} does not match the model of this config: {len(wrong)} tensors have other '
+                              f"shapes, e.g. '{k}' {got} vs {want} in the model (another size or number of "
+                              'classes?); pass the checkpoint trained with this config')
 
 
 def _first_line(err: Exception) -> str:

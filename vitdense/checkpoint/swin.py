@@ -43,7 +43,7 @@ def official_to_timm(sd):
             for k, v in sd.items()}
 
 
-@register_converter('SwinTransformer', 'BOATSwin')
+@register_converter('SwinTransformer')
 def convert_swin(sd, model, notes):
     if any(k.startswith('stages.') and '.w_msa.' in k for k in sd):
         sd = mmdet_to_timm(sd)

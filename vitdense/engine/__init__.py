@@ -1,4 +1,6 @@
-from .hooks import SafeCheckpointHook
+from .hooks import (AtomicCheckpointHook, FiniteLossHook, RandomStateHook, SafeCheckpointHook,
+                    SegLabelCheckHook)
 from .optimizers import LayerDecayOptimWrapperConstructor
 
-__all__ = ['SafeCheckpointHook', 'LayerDecayOptimWrapperConstructor']
+__all__ = ['AtomicCheckpointHook', 'FiniteLossHook', 'LayerDecayOptimWrapperConstructor', 'RandomStateHook',
+           'SafeCheckpointHook', 'SegLabelCheckHook']

@@ -3,7 +3,9 @@
 Everything here is batched tensor code (no Python loops over tokens, windows or heads) so the backbones
 stay ``torch.compile``-friendly.
 """
-from typing import Tuple
+import functools
+import math
+from typing import NamedTuple, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -60,3 +62,321 @@ def nhwc_to_nchw(x: torch.Tensor) -> torch.Tensor:
 
 def nchw_to_nhwc(x: torch.Tensor) -> torch.Tensor:
     return x.permute(0, 2, 3, 1)
+
+
+def window_padding_mask(H: int, W: int, window: Tuple[int, int], device=None) -> torch.Tensor:
+    """Boolean key mask (nW, wh * ww) for an H x W map zero-padded to whole windows: True on real tokens.
+
+    Windowed attention that pads internally passes it (broadcast over batch, heads and queries) so padded
+    positions are never attended to: a window's output then does not depend on how much padding it got.
+    """
+    Hp, Wp = -(-H // window[0]) * window[0], -(-W // window[1]) * window[1]
+    rows = torch.arange(Hp, device=device) < H
+    cols = torch.arange(Wp, device=device) < W
+    valid = (rows[:, None] & cols[None, :]).to(torch.uint8)
+    return window_partition(valid[None, :, :, None], window).squeeze(-1).bool()
+
+
+def resample_to_stride(x: torch.Tensor, src_stride: float, dst_stride: float, size: Tuple[int, int]) -> torch.Tensor:
+    """Bilinearly resample an NCHW map from one stride to another, cell centres aligned, to exactly ``size``.
+
+    Cell i of a stride-s map covers pixels [s * i, s * (i + 1)), the convention RoIAlign and FPN assume, so
+    the map is resampled by exactly ``src_stride / dst_stride`` (not by the ratio of the two sizes, which
+    would drift by up to a cell on odd sizes). Output cells past the source's first / last cell centre take
+    its edge value (the source is edge-replicated first), and the result is cropped to ``size``. Works for
+    non-integer ratios (stride 7 -> 8, 14 -> 16).
+    """
+    scale = src_stride / dst_stride
+    # a source too short for the output grid gets the cells it reaches, plus one against float rounding
+    pad_h, pad_w = (math.ceil(n / scale) + 1 - have if math.floor(have * scale) < n else 0
+                    for n, have in zip(size, x.shape[-2:]))
+    if pad_h or pad_w:
+        x = F.pad(x, (0, pad_w, 0, pad_h), mode='replicate')
+    if scale != 1:
+        x = F.interpolate(x, scale_factor=scale, mode='bilinear', align_corners=False,
+                          recompute_scale_factor=False)
+    return x[..., :size[0], :size[1]]
+
+
+# ---- balanced hierarchical clustering (BOAT's feature-space local attention) ---------------------------
+# Tokens of every (image, head) are split K times into two equal halves by content; attention then runs
+# inside each of the 2^K leaves. Token counts that do not halve evenly: a node with n real tokens gives
+# ceil(n/2) of them to its first child and floor(n/2) to its second, so last-level parents hold 2m, 2m - 1
+# or 2m - 2 tokens (m = ceil(N / 2^K)). Inside the tree the difference is made of padded slots placed by a
+# *static* layout (zero vectors, ratio +inf: sorted last, never a centroid seed or weight). The leaves
+# themselves hold only real tokens: every leaf is the first / last m + n sorted tokens of its parent (n the
+# overlap), so all leaves have the same size, no attention mask is needed (a boolean mask sends CPU SDPA to
+# its ~3x slower math path) and a padded slot never gives or receives attention.
+#
+# Speed notes (CPU, measured): rows are moved with index_select on flattened (rows, features) tables
+# (~20x faster than gather with an expanded index), similarities are computed as (2, d) @ (d, n) products
+# ((n, d) @ (d, 2) takes MKL's slow path, ~10x slower), and the levels before the last are unordered top-k
+# partitions (~10x cheaper than a sort on long rows) whenever the seeding does not depend on token order.
+
+
+class ClusterLayout(NamedTuple):
+    """Static (data-independent) index maps of a balanced hierarchical clustering of ``num_tokens`` tokens.
+
+    Positions refer to the final ordering returned by :func:`hierarchical_cluster_permutation`: the 2^(K-1)
+    last-level parent nodes side by side (capacity 2m each), each with its real tokens sorted first.
+    Slots are the flattened (leaf, query index) outputs of the leaves.
+    """
+    num_tokens: int
+    num_levels: int
+    padded: int                 # N_p = m * 2^K (>= num_tokens)
+    capacity: int               # m = ceil(N / 2^K)
+    overlap: int                # n: tokens each leaf takes beyond its half (>= 2n shared per sibling pair)
+    root: torch.Tensor          # (N_p,) initial arrangement of token ids (ids >= num_tokens are padding)
+    moves: Tuple[torch.Tensor, ...]  # per level < K - 1: (2^l, cap) source slot of each child slot
+    kv_pos: torch.Tensor        # (2^K, m + n) positions of each leaf's keys / values (real tokens only)
+    q_pos: torch.Tensor         # (2^K, Lq) positions of each leaf's queries
+    pos_slots: torch.Tensor     # (2, N_p) the (first, second) query slot whose output a position takes
+    pos_weights: Optional[torch.Tensor]  # (2, N_p) their weights (0.5 / 0.5 if shared); None: one slot each
+
+
+def cluster_levels(num_tokens: int, leaf_size: int) -> int:
+    """K binary levels giving leaves of about ``leaf_size`` tokens: round(log2(N / leaf_size)), at least 0."""
+    if leaf_size < 2:
+        raise ValueError(f'leaf_size must be >= 2, got {leaf_size}')
+    return max(0, round(math.log2(num_tokens / leaf_size))) if num_tokens > leaf_size else 0
+
+
+def _half_balanced(c: torch.Tensor, s: int):
+    """Slots of nodes of capacity ``s`` holding ``c`` (nodes, 1) real tokens in halves-balanced order: the first
+    ceil(c/2) real tokens, padding, the other real tokens, padding (each half of a node then holds the real
+    tokens of one of its future children). Returns (is_real, index among the real, index among the padding)."""
+    r = torch.arange(s)[None]
+    h, a = s // 2, (c + 1) // 2
+    b = c - a
+    is_real = (r < a) | ((r >= h) & (r < h + b))
+    return is_real, torch.where(r < h, r, a + r - h), torch.where(r < h, r - a, h - a + r - h - b)
+
+
+def _child_slots(n: torch.Tensor, cap: int) -> torch.Tensor:
+    """(nodes, cap) source slot of every slot of the two children of nodes holding ``n`` real tokens sorted
+    first (padding after): child 1 gets the first ceil(n/2) real tokens, child 2 the others, each child laid
+    out halves-balanced (see :func:`_half_balanced`)."""
+    s = cap // 2
+    n = n[:, None]
+    c1 = (n + 1) // 2
+    real1, ri1, pi1 = _half_balanced(c1, s)
+    real2, ri2, pi2 = _half_balanced(n - c1, s)
+    first = torch.where(real1, ri1, n + pi1)
+    second = torch.where(real2, c1 + ri2, n + s - c1 + pi2)
+    return torch.cat([first, second], 1)
+
+
+@functools.lru_cache(maxsize=128)
+def balanced_cluster_layout(num_tokens: int, num_levels: int, overlap: int = 0,
+                            shared_queries: bool = True) -> ClusterLayout:
+    """Index maps for clustering ``num_tokens`` tokens into 2^num_levels balanced leaves.
+
+    Every leaf is the first or the last m + n tokens of its sorted parent (m = ceil(N / 2^K), n =
+    ``overlap``, capped so that m + n never exceeds a parent), so sibling clusters share 2n tokens (one or
+    two more when the parent has fewer than 2m). With ``shared_queries`` every token of a leaf is also one of
+    its queries and a token in two leaves gets the mean of its two outputs (the paper); otherwise a token is
+    the query of the leaf of its own half only (the first ceil(n_parent / 2) sorted tokens / the others) and
+    only keys / values overlap (pytorch-boat).
+    """
+    N, K = int(num_tokens), int(num_levels)
+    if N < 1 or K < 0:
+        raise ValueError(f'need num_tokens >= 1 and num_levels >= 0, got {num_tokens}, {num_levels}')
+    if K == 0:
+        ids = torch.arange(N)
+        return ClusterLayout(N, 0, N, N, 0, ids, (), ids[None], ids[None], torch.stack([ids, ids]), None)
+    m = -(-N // 2 ** K)
+    if m < 2:
+        raise ValueError(f'{N} tokens cannot be split {K} times into leaves of at least 2 tokens')
+    padded = m * 2 ** K
+    counts = [torch.tensor([N])]
+    for _ in range(K):
+        c = counts[-1]
+        counts.append(torch.stack([(c + 1) // 2, c // 2], -1).flatten())
+    real, real_idx, pad_idx = _half_balanced(counts[0][:, None], padded)
+    root = torch.where(real, real_idx, N + pad_idx)[0]  # token ids, halves-balanced
+    moves = tuple(_child_slots(counts[level], padded >> level) for level in range(K - 1))
+
+    n = counts[K - 1][:, None]                      # real tokens of each last-level parent (capacity 2m)
+    ov = max(0, min(int(overlap), int(n.min()) - m))
+    size = m + ov
+    parents = n.shape[0]
+    offset = torch.arange(parents)[:, None, None] * 2 * m
+    j = torch.arange(size)[None]
+    kv_pos = (torch.stack([j.expand(parents, -1), n - size + j], 1) + offset).reshape(2 * parents, size)
+    p = torch.arange(2 * m)[None]                   # positions inside a parent
+    if shared_queries:
+        q_pos = kv_pos
+        in_first, in_second = p < size, p >= n - size
+        second_slot = size + p - (n - size)         # parent-local slot of position p in the second leaf
+        slot_a = torch.where(in_first, p, second_slot)
+        slot_b = torch.where(in_second, second_slot, p)
+        both = (in_first & in_second).float()
+        weights = torch.stack([1 - 0.5 * both, 0.5 * both]) if bool(both.any()) else None
+    else:  # query rows: [0, m) and [n - m, n); a position takes its output from the leaf of its own half
+        c1 = (n + 1) // 2
+        jq = torch.arange(m)[None]
+        q_pos = (torch.stack([jq.expand(parents, -1), n - m + jq], 1) + offset).reshape(2 * parents, m)
+        slot_a = slot_b = torch.where(p < c1, p, m + p - (n - m))
+        weights = None
+    leaf_rows = q_pos.shape[1]
+    valid = p < n                                   # padded positions take nothing (slot 0, never read)
+    base = torch.arange(parents)[:, None] * 2 * leaf_rows
+    slots = torch.stack([torch.where(valid, s + base, 0).flatten() for s in (slot_a, slot_b)])
+    if weights is not None:
+        weights = (weights * valid).reshape(2, -1)
+    return ClusterLayout(N, K, padded, m, ov, root, moves, kv_pos, q_pos, slots, weights)
+
+
+def split_ratio(unit: torch.Tensor, raw: Optional[torch.Tensor] = None, invalid: Optional[torch.Tensor] = None,
+                iters: int = 2, seeding: str = 'farthest', temperature: float = 0.01) -> torch.Tensor:
+    """Two-centroid score of every token of a batch of nodes: r = (1 + cos(t, c0)) / (1 + cos(t, c1)).
+
+    unit: (..., n, d) L2-normalised tokens; raw: the same before normalisation, or None to average unit
+    vectors (spherical k-means); invalid: (..., n) True on padded slots (zero vectors), which get r = +inf.
+    Centroids are seeded ('halves': the means of the node's first and second half, as pytorch-boat;
+    'farthest': the token least similar to the node's mean direction m and its reflection about m, which
+    does not depend on token order) and refined ``iters`` times with nearest-centroid (softmax / temperature)
+    assignments in cosine similarity. Similarities are computed as (2, d) @ (d, n) (the (n, d) @ (d, 2)
+    orientation takes a ~10x slower path in MKL).
+    """
+    n, d = unit.shape[-2:]
+    raw = unit if raw is None else raw
+    unit_t = unit.transpose(-1, -2)
+    if seeding == 'halves':
+        c = torch.stack([raw[..., :n // 2, :].mean(-2), raw[..., n // 2:, :].mean(-2)], -2)   # (..., 2, d)
+    elif seeding == 'farthest':
+        mean = F.normalize(unit.sum(-2, keepdim=True), dim=-1)                            # (..., 1, d)
+        s = (mean @ unit_t).squeeze(-2)
+        if invalid is not None:
+            s = s.masked_fill(invalid, float('inf'))
+        far = unit.gather(-2, s.argmin(-1)[..., None, None].expand(*s.shape[:-1], 1, d))
+        c = torch.cat([far, 2 * (far * mean).sum(-1, keepdim=True) * mean - far], -2)  # and its mirror
+    else:
+        raise ValueError(f"seeding must be 'halves' or 'farthest', got '{seeding}'")
+    c = F.normalize(c, dim=-1)
+    for _ in range(iters):
+        assign = torch.softmax((c @ unit_t) / temperature, dim=-2)                         # (..., 2, n)
+        c = F.normalize(assign @ raw, dim=-1)
+    sim = c @ unit_t
+    ratio = (1 + sim[..., 0, :]) / (1 + sim[..., 1, :]).clamp_min(1e-6)
+    return ratio if invalid is None else ratio.masked_fill(invalid, float('inf'))
+
+
+def balanced_binary_split(unit: torch.Tensor, raw: Optional[torch.Tensor] = None,
+                          invalid: Optional[torch.Tensor] = None, iters: int = 2, seeding: str = 'farthest',
+                          sort: bool = True) -> torch.Tensor:
+    """One level of balanced binary clustering for a batch of nodes: (..., n) slot order whose first n // 2
+    entries form the first child (the tokens with the lowest :func:`split_ratio`, i.e. relatively closest
+    to c1), the rest the second.
+
+    sort=True: the ascending argsort of the ratio, padded slots last (the within-child order is the sorted
+    one, which pytorch-boat's 'halves' seeding of the next level depends on). sort=False: an unordered
+    partition with ``topk`` (~10x cheaper than a sort on long rows); the padded slots are then shared so that
+    the first child holds ceil(n_real / 2) real tokens.
+    """
+    ratio = split_ratio(unit, raw, invalid, iters, seeding)
+    if sort:
+        return torch.sort(ratio, dim=-1).indices
+    n = ratio.shape[-1]
+    if invalid is not None:  # hand the first child the padding it needs: -inf on its share of the padded slots
+        first_real = ((~invalid).sum(-1, keepdim=True) + 1) // 2
+        pad_rank = invalid.cumsum(-1) - 1
+        ratio = ratio.masked_fill(invalid & (pad_rank < n // 2 - first_real), float('-inf'))
+    first = torch.topk(ratio, n // 2, dim=-1, largest=False, sorted=False).indices
+    # the complement, in slot order: each remaining slot goes to column (its rank among the remaining)
+    rest = torch.ones_like(ratio, dtype=torch.bool).scatter_(-1, first, False)
+    column = torch.where(rest, rest.cumsum(-1) - 1, n - n // 2)          # taken slots -> a spare column
+    slots = torch.arange(n, device=ratio.device).expand_as(column)
+    second = slots.new_empty(*ratio.shape[:-1], n - n // 2 + 1).scatter_(-1, column, slots)[..., :-1]
+    return torch.cat([first, second], -1)
+
+
+def _flat_rows(ids: torch.Tensor, rows_per_group: int) -> torch.Tensor:
+    """(G, n) row ids within each group -> ids into the (G * rows_per_group) flattened rows."""
+    return (ids + torch.arange(ids.shape[0], device=ids.device)[:, None] * rows_per_group).flatten()
+
+
+def hierarchical_cluster_permutation(x: torch.Tensor, layout: ClusterLayout, iters: int = 2,
+                                     seeding: str = 'farthest') -> torch.Tensor:
+    """Token ids (G, N_p) of each group (image x head) in clustered order, ids >= N on padded slots.
+
+    x: (G, N, d) clustering features (e.g. the queries of every head). K levels of
+    :func:`balanced_binary_split`, each on all groups and nodes at once; positions ``layout.kv_pos`` /
+    ``layout.q_pos`` of the result are the leaves. With order-independent seeding ('farthest') the levels
+    before the last are unordered top-k partitions on unit vectors (spherical k-means); 'halves' seeding
+    (pytorch-boat) sorts at every level and averages raw vectors, as the public code. No gradient flows.
+    """
+    G, N, d = x.shape
+    if N != layout.num_tokens:
+        raise ValueError(f'layout is for {layout.num_tokens} tokens, got {N}')
+    ordered = seeding == 'halves'
+    with torch.no_grad():
+        x = x.detach()
+        padded = layout.padded
+        if padded > N:
+            x = F.pad(x, (0, 0, 0, padded - N))
+        # separate contiguous tables: the batched matmuls are much slower on strided rows
+        raw = x.reshape(G * padded, d) if ordered else None
+        unit = F.normalize(x.reshape(G * padded, d), dim=-1)
+        perm = layout.root.to(x.device).expand(G, padded)
+        for level in range(layout.num_levels):
+            nodes, cap = 2 ** level, padded >> level
+            last = level == layout.num_levels - 1
+            if level == 0 and padded == N:  # the root is the identity arrangement: nothing to move
+                node_unit, node_raw = unit.view(G, 1, cap, d), raw.view(G, 1, cap, d) if ordered else None
+            else:
+                rows = _flat_rows(perm, padded)
+                node_unit = unit.index_select(0, rows).view(G, nodes, cap, d)
+                node_raw = raw.index_select(0, rows).view(G, nodes, cap, d) if ordered else None
+            invalid = (perm >= N).view(G, nodes, cap) if padded > N else None
+            order = balanced_binary_split(node_unit, node_raw, invalid, iters, seeding, sort=ordered or last)
+            if ordered and not last:  # lay the two sorted children out side by side, padding balanced
+                order = order.gather(2, layout.moves[level].to(x.device).expand(G, -1, -1))
+            perm = perm.reshape(G, nodes, cap).gather(2, order).reshape(G, padded)
+    return perm
+
+
+def clustered_attention(qkv: torch.Tensor, perm: torch.Tensor, layout: ClusterLayout,
+                        scale: Optional[float] = None, dropout_p: float = 0.0) -> torch.Tensor:
+    """Self-attention inside every leaf of a clustering, all images, heads and leaves in one SDPA call.
+
+    qkv: (B, N, 3, heads, d), e.g. a fused qkv projection viewed so; perm: (B * heads, N_p) from
+    :func:`hierarchical_cluster_permutation` (group g = image g // heads, head g % heads). A token that is a
+    query in two leaves gets the mean of its two outputs. Returns (B, N, heads, d) in token order.
+    """
+    B, N, three, heads, d = qkv.shape
+    G, device = B * heads, qkv.device
+    if perm.shape != (G, layout.padded) or three != 3:
+        raise ValueError(f'qkv {tuple(qkv.shape)} / perm {tuple(perm.shape)} do not fit a layout of '
+                         f'{layout.num_tokens} tokens ({layout.padded} slots)')
+    table = qkv.reshape(B * N * 3 * heads, d)       # row ((b * N + t) * 3 + s) * heads + h
+    group = torch.arange(G, device=device)
+    first_row = ((group // heads) * N * 3 * heads + group % heads)[:, None]
+
+    def rows(positions):  # (leaves, L) static positions -> q rows of their tokens in every group
+        tokens = perm[:, positions.to(device).flatten()]
+        return (first_row + tokens * 3 * heads).flatten()
+    leaves = layout.kv_pos.shape[0]
+    kv_rows = rows(layout.kv_pos)
+    k = table.index_select(0, kv_rows + heads).view(G, leaves, -1, d)
+    v = table.index_select(0, kv_rows + 2 * heads).view(G, leaves, -1, d)
+    q_rows = kv_rows if layout.q_pos is layout.kv_pos else rows(layout.q_pos)
+    q = table.index_select(0, q_rows).view(G, leaves, -1, d)
+    out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, scale=scale).reshape(-1, d)
+    # every token's position, then the slot(s) holding its output; gathered straight into (B, N, heads) order
+    position = torch.empty_like(perm).scatter_(1, perm, torch.arange(layout.padded, device=device).expand(G, -1))
+    position = position[:, :N].reshape(B, heads, N).transpose(1, 2)               # (B, N, heads)
+    slots_per_group = out.shape[0] // G
+    offset = (torch.arange(B, device=device)[:, None, None] * heads
+              + torch.arange(heads, device=device)[None, None, :]) * slots_per_group
+    position = position.flatten()
+    slots = layout.pos_slots.to(device)
+    first = slots[0].index_select(0, position).view(B, N, heads) + offset
+    result = out.index_select(0, first.flatten()).view(B, N, heads, d)
+    if layout.pos_weights is not None:  # tokens in two leaves: the mean of their two outputs
+        weights = layout.pos_weights.to(device=device, dtype=out.dtype).index_select(1, position)
+        second = slots[1].index_select(0, position).view(B, N, heads) + offset
+        result = torch.addcmul(result * weights[0].view(B, N, heads, 1),
+                               out.index_select(0, second.flatten()).view(B, N, heads, d),
+                               weights[1].view(B, N, heads, 1))
+    return result

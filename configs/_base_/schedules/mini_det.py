@@ -8,5 +8,6 @@ test_cfg = dict(type='TestLoop')
 param_scheduler = [dict(type='LinearLR', start_factor=0.05, by_epoch=False, begin=0, end=10)]
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=5, log_metric_by_epoch=False),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=max_iters, max_keep_ckpts=2))
+    checkpoint=dict(type='vitdense.AtomicCheckpointHook', by_epoch=False, interval=max_iters,
+                    max_keep_ckpts=2))
 log_processor = dict(by_epoch=False)

@@ -1,0 +1,7 @@
+# Sequencer2D-S UperNet on the bundled real mini ADE20K, from scratch, 256x256 crops.
+_base_ = [
+    '../_base_/models/upernet_sequencer2d-s.py', '../_base_/datasets/ade20k_mini.py', '../_base_/schedules/mini_seg.py',
+    '../_base_/optimizers/adamw_swin-seg.py', '../_base_/default_runtime_seg.py'
+]
+model = dict(data_preprocessor=dict(size=(256, 256)), backbone=dict(init_cfg=None))
+optim_wrapper = dict(optimizer=dict(lr=3e-4))

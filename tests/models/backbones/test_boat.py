@@ -1,0 +1,430 @@
+"""BOAT-Swin / BOAT-CSWin: FSLA vs references, any input size, pytorch-boat layout and checkpoints, training steps."""
+import math
+import os
+import re
+
+import pytest
+import timm
+import torch
+import torch.nn.functional as F
+
+from tests.conftest import REPO, expected_shapes, randomize, rel_err
+from vitdense.checkpoint import load_pretrained
+from vitdense.models.backbones import BOATClassifier, BOATCSWin, BOATSwin
+from vitdense.models.backbones.boat import (BOATSwinBlock, CrossShapedWindowAttention,
+                                            FeatureSpaceLocalAttention, fsla_settings)
+
+SMALL_SWIN = dict(embed_dim=32, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8))
+SMALL_CSWIN = dict(embed_dim=32, depths=(1, 2, 2, 1), num_heads=(2, 2, 4, 8))
+
+
+# ---- references ----------------------------------------------------------------------------------------
+def pytorch_boat_content_attention(attn, x, H, W):
+    """mahaoyuHKU/pytorch-boat's ContentAttention restated (N = 49 * 2^k, pairs of 49-token clusters).
+
+    Per head: log2(N / 49) levels; each splits every node in two by 2 soft k-means steps (softmax(100 cos),
+    centroids seeded from the node's halves, raw-vector sums), then sorts (1 + s0) / (1 + s1) ascending.
+    Cluster 2j gets the first 20 keys of cluster 2j + 1, which gets the last 20 of cluster 2j.
+    """
+    B, N, C = x.shape
+    h = attn.num_heads
+    d = C // h
+    qkv = attn.qkv(x).reshape(B, N, 3, h, d).permute(2, 0, 3, 1, 4)
+    feats = qkv[0].reshape(B * h, N, d).transpose(1, 2)
+    ids = torch.arange(N).expand(B * h, N)
+    for _ in range(int(math.log2(N // 49))):
+        g, dd, n = feats.shape
+        cent = F.normalize(feats.reshape(g, dd, 2, n // 2).mean(-1), dim=1)
+        for _ in range(2):
+            assign = torch.softmax(F.normalize(feats.transpose(1, 2), dim=-1) @ cent * 100, -1)
+            cent = F.normalize(feats @ assign, dim=1)
+        sim = F.normalize(feats.transpose(1, 2), dim=-1) @ cent
+        order = torch.sort((sim[..., 0] + 1) / (sim[..., 1] + 1), -1).indices
+        ids = ids.gather(1, order).reshape(g * 2, n // 2)
+        feats = feats.gather(2, order[:, None].expand(-1, dd, -1)).reshape(g, dd, 2, n // 2)
+        feats = feats.permute(0, 2, 1, 3).reshape(g * 2, dd, n // 2)
+    ids = ids.reshape(B, h, N)
+    srt = qkv.gather(3, ids[None, ..., None].expand(3, -1, -1, -1, d))
+    q, k, v = srt.reshape(3, B, h, N // 49, 49, d).permute(0, 1, 3, 2, 4, 5).reshape(3, -1, h, 49, d)
+
+    def extend(t):
+        t = t.reshape(-1, 2, h, 49, d)
+        extra = torch.stack([t[:, 1, :, :20], t[:, 0, :, 29:]], 1)
+        return torch.cat([t, extra], 3).reshape(-1, h, 69, d)
+    w = torch.softmax(q @ extend(k).transpose(-2, -1) * attn.scale, -1)
+    out = (w @ extend(v)).reshape(B, N // 49, h, 49, d).permute(0, 2, 1, 3, 4).reshape(B, h, N, d)
+    out = out.gather(2, ids.argsort(-1)[..., None].expand(-1, -1, -1, d)).transpose(1, 2).reshape(B, N, C)
+    v_map = qkv[2].transpose(1, 2).reshape(B, H, W, C).permute(0, 3, 1, 2)
+    return attn.proj(out + attn.lepe(v_map).flatten(2).transpose(1, 2))
+
+
+def naive_cross_shaped_attention(attn, x):
+    """CSWin attention with a loop over stripes, each stripe cut to the image (no padding at all)."""
+    B, H, W, C = x.shape
+    q, k, v = attn.qkv(x).chunk(3, dim=-1)
+    out = torch.zeros_like(q)
+    if attn.full:
+        branches = [(slice(0, C), attn.num_heads, [(slice(0, H), slice(0, W))], attn.lepe[0])]
+    else:
+        sw, half = attn.stripe_width, C // 2
+        vertical = [(slice(0, H), slice(j, min(j + sw, W))) for j in range(0, W, sw)]
+        horizontal = [(slice(i, min(i + sw, H)), slice(0, W)) for i in range(0, H, sw)]
+        branches = [(slice(0, half), attn.num_heads // 2, vertical, attn.lepe[0]),
+                    (slice(half, C), attn.num_heads // 2, horizontal, attn.lepe[1])]
+    for ch, heads, regions, conv in branches:
+        for rows, cols in regions:
+            qr, kr, vr = (t[:, rows, cols, ch] for t in (q, k, v))
+            h_r, w_r, c = qr.shape[1:]
+            split = lambda t: t.reshape(B, h_r * w_r, heads, c // heads).transpose(1, 2)  # noqa: E731
+            a = torch.softmax(split(qr) @ split(kr).transpose(-1, -2) * attn.scale, -1) @ split(vr)
+            pos = F.conv2d(vr.permute(0, 3, 1, 2), conv.weight, conv.bias, padding=1, groups=c)
+            out[:, rows, cols, ch] = (a.transpose(1, 2).reshape(B, h_r, w_r, c) + pos.permute(0, 2, 3, 1))
+    return attn.proj(out)
+
+
+# ---- FSLA ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize('family', ['swin', 'cswin'])
+@pytest.mark.parametrize('hw,batch', [((28, 28), 1), ((7, 28), 3)])
+def test_fsla_pytorch_boat_layout_equals_the_public_computation(family, hw, batch):
+    torch.manual_seed(0)
+    attn = FeatureSpaceLocalAttention(64, 4, **fsla_settings('pytorch-boat', family)).double().eval()
+    assert attn.scale == (1.0 if family == 'cswin' else 16 ** -0.5)
+    x = torch.randn(batch, *hw, 64, dtype=torch.float64)
+    with torch.no_grad():
+        ours = attn(x).flatten(1, 2)
+        ref = pytorch_boat_content_attention(attn, x.flatten(1, 2), *hw)
+    assert rel_err(ours, ref) < 1e-12
+
+
+def test_fsla_with_one_cluster_is_full_attention():
+    attn = FeatureSpaceLocalAttention(48, 3, leaf_size=49).eval()
+    x = torch.randn(2, 6, 8, 48)                                            # 48 tokens: one cluster
+    with torch.no_grad():
+        qkv = attn.qkv(x).view(2, 48, 3, 3, 16).permute(2, 0, 3, 1, 4)
+        full = F.scaled_dot_product_attention(*qkv.unbind(0)).transpose(1, 2).reshape(2, 6, 8, 48)
+        lepe = attn.lepe(qkv[2].transpose(1, 2).reshape(2, 6, 8, 48).permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        assert rel_err(attn(x), attn.proj(full + lepe)) < 1e-6
+
+
+@pytest.mark.parametrize('hw', [(5, 7), (10, 13), (9, 16)])
+def test_fsla_any_size_and_no_mixing_across_the_batch(hw):
+    """Odd sizes (padding inside the tree) work for batch 1 and 3, and each image's output is what it gets
+    alone: pytorch-boat's 49-token case mixes pairs of images, this must not."""
+    attn = FeatureSpaceLocalAttention(32, 2, leaf_size=8, overlap=3).eval()
+    x = torch.randn(3, *hw, 32)
+    with torch.no_grad():
+        together = attn(x)
+        alone = torch.cat([attn(x[i:i + 1]) for i in range(3)])
+    assert together.shape == x.shape and bool(torch.isfinite(together).all())
+    assert rel_err(together, alone) < 1e-5
+
+
+def test_fsla_cluster_dim_projection_is_the_projected_queries():
+    attn = FeatureSpaceLocalAttention(64, 2, cluster_dim=8).eval()
+    x = torch.randn(1, 9, 11, 64)
+    qkv = attn.qkv(x).view(1, 99, 3, 2, 32)
+    feats = attn.cluster_features(x, qkv)
+    expected = torch.einsum('bnhd,hdr->bhnr', qkv[:, :, 0], attn.cluster_proj).reshape(2, 99, 8)
+    assert feats.shape == (2, 99, 8) and rel_err(feats, expected) < 1e-5
+    assert 'cluster_proj' not in attn.state_dict()                       # fixed, not a checkpoint tensor
+
+
+# ---- CSWin attention -----------------------------------------------------------------------------------
+@pytest.mark.parametrize('hw,sw,full', [((14, 14), 7, False), ((13, 10), 7, False), ((9, 11), 2, False),
+                                        ((5, 7), 7, True)])
+def test_cross_shaped_attention_equals_per_stripe_loop(hw, sw, full):
+    """Batched stripes with padding equal stripes cut to the image: padding never takes part."""
+    attn = CrossShapedWindowAttention(32, 4, sw, full=full).eval()
+    x = torch.randn(2, *hw, 32)
+    with torch.no_grad():
+        assert rel_err(attn(x), naive_cross_shaped_attention(attn, x)) < 1e-5
+
+
+# ---- backbones -------------------------------------------------------------------------------------------
+SHAPE_CASES = ([(cls, arch, hw) for cls, arch in ((BOATSwin, SMALL_SWIN), (BOATCSWin, SMALL_CSWIN))
+                for hw in ((32, 32), (50, 68), (56, 112))]
+               + [(BOATSwin, 'tiny', (50, 68)), (BOATCSWin, 'tiny', (50, 68))])
+
+
+@pytest.mark.parametrize('cls,arch,hw', SHAPE_CASES)
+def test_pyramid_shapes_any_size_batch_one(cls, arch, hw):
+    model = cls(arch=arch, drop_path_rate=0.0).eval()
+    with torch.no_grad():
+        outs = model(torch.randn(1, 3, *hw))
+    assert [tuple(o.shape[1:]) for o in outs] == expected_shapes(*hw, model.num_features)
+    assert all(bool(torch.isfinite(o).all()) for o in outs)
+
+
+def test_boat_block_is_isla_then_fsla_then_mlp():
+    block = BOATSwinBlock(32, 2, window_size=4, shifted=True, fsla=dict(leaf_size=8, overlap=2)).eval()
+    x = torch.randn(1, 9, 10, 32)
+    mask = block.attention_mask(9, 10, x)
+    with torch.no_grad():
+        t1 = x + block.window_attention(block.norm1(x), mask)
+        t2 = t1 + block.fsla(block.norm_fsla(t1))
+        assert rel_err(block(x, mask), t2 + block.mlp(block.norm2(t2))) < 1e-6
+
+
+@pytest.mark.parametrize('cls,arch', [(BOATSwin, SMALL_SWIN), (BOATCSWin, SMALL_CSWIN)])
+def test_gradients_reach_every_parameter(cls, arch):
+    torch.manual_seed(0)
+    model = cls(arch=arch, drop_path_rate=0.0, leaf_size=8)
+    outs = model(torch.randn(1, 3, 64, 64))
+    sum((o * torch.randn_like(o)).sum() for o in outs).backward()
+    no_grad = [n for n, p in model.named_parameters() if p.grad is None or not bool(p.grad.abs().sum() > 0)]
+    assert not no_grad
+    assert all(b.fsla is not None for stage in (model.layers if cls is BOATSwin else model.stages)
+               for b in stage.blocks)
+
+
+def test_layouts_place_fsla_as_described():
+    swin = BOATSwin(arch=SMALL_SWIN, layout='pytorch-boat')
+    assert [[b.fsla is not None for b in layer.blocks] for layer in swin.layers] == \
+        [[False, True], [False, True], [False, True], [False, False]]
+    assert all(isinstance(b.drop_path_fsla, torch.nn.Identity) for layer in swin.layers[:3]
+               for b in layer.blocks[1:])
+    cswin = BOATCSWin(arch=dict(embed_dim=32, depths=(1, 3, 2, 1), num_heads=(2, 2, 4, 8)), layout='pytorch-boat')
+    assert [[b.fsla is not None for b in s.blocks] for s in cswin.stages] == \
+        [[True], [True, False, True], [True, False], [True]]
+    assert cswin.stages[0].blocks[0].fsla.scale == 1.0 and not cswin.stages[0].blocks[0].fsla.shared_queries
+    paper = BOATSwin(arch=SMALL_SWIN, drop_path_rate=0.3)
+    rates = [b.drop_path_fsla.drop_prob if hasattr(b.drop_path_fsla, 'drop_prob') else 0.0
+             for layer in paper.layers for b in layer.blocks]
+    assert rates[0] == 0.0 and abs(rates[-1] - 0.3) < 1e-6
+    with pytest.raises(ValueError, match="layout must be one of"):
+        BOATSwin(layout='official')
+
+
+def test_frozen_stages_with_cp_and_layer_depth():
+    torch.manual_seed(0)
+    model = BOATCSWin(arch=SMALL_CSWIN, frozen_stages=1, drop_path_rate=0.0, leaf_size=8)
+    model.train()
+    frozen = list(model.stem.parameters()) + list(model.stages[0].parameters())
+    assert all(not p.requires_grad for p in frozen) and not model.stages[0].training
+    x = torch.randn(1, 3, 32, 64)
+    outs = model(x)
+    sum(o.sum() for o in outs).backward()
+    assert all(p.grad is None for p in frozen)
+    torch.manual_seed(0)
+    cp_model = BOATCSWin(arch=SMALL_CSWIN, frozen_stages=1, drop_path_rate=0.0, leaf_size=8, with_cp=True)
+    cp_model.load_state_dict(model.state_dict())
+    cp_model.train()
+    for a, b in zip(outs, cp_model(x)):
+        assert torch.allclose(a, b, atol=1e-6)
+    tiny = BOATCSWin(arch=dict(embed_dim=32, depths=(1, 2, 21, 1), num_heads=(2, 2, 4, 8)))  # T's depths
+    assert tiny.get_layer_depth('stem.conv.weight') == (0, 27)
+    assert tiny.get_layer_depth('stages.1.downsample.conv.weight') == (2, 27)
+    assert tiny.get_layer_depth('stages.2.blocks.3.fsla.qkv.weight') == (7, 27)
+    assert tiny.get_layer_depth('out_norms.3.weight') == (26, 27)
+    assert tiny.get_layer_depth('stages.3.blocks.0.attn.lepe.0.weight', 'stage_wise') == (4, 6)
+    swin_t_depths = BOATSwin(arch=dict(embed_dim=32, depths=(2, 2, 6, 2), num_heads=(1, 2, 4, 8)))
+    assert swin_t_depths.get_layer_depth('layers.2.blocks.5.fsla.lepe.weight') == (10, 14)
+
+
+def test_input_errors_are_one_clear_line():
+    with pytest.raises(ValueError, match='smaller than its total stride 32'):
+        BOATCSWin(arch=SMALL_CSWIN)(torch.randn(1, 3, 24, 64))
+    with pytest.raises(ValueError, match="unknown BOATCSWin arch 'large'"):
+        BOATCSWin(arch='large')
+    with pytest.raises(ValueError, match='stripe_widths needs one width per stage'):
+        BOATCSWin(stripe_widths=(1, 2, 7))
+
+
+# ---- pytorch-boat checkpoints ------------------------------------------------------------------------------
+def pytorch_boat_swin_state_dict(arch=SMALL_SWIN, seed=0):
+    """A random BOAT-Swin state dict in pytorch-boat's layout (official Swin + attnC / norm4 in the shifted
+    blocks of stages 0-2, which are larger than a window at 224)."""
+    timm_model = timm.create_model('swin_tiny_patch4_window7_224', embed_dim=arch['embed_dim'],
+                                   depths=arch['depths'], num_heads=arch['num_heads'], num_classes=10)
+    sd = {}
+    for k, v in randomize(timm_model.state_dict(), seed=seed).items():
+        k = re.sub(r'^layers\.(\d+)\.downsample', lambda m: f'layers.{int(m.group(1)) - 1}.downsample', k)
+        sd[k.replace('head.fc.', 'head.')] = v
+    g = torch.Generator().manual_seed(seed + 1)
+    for i, depth in enumerate(arch['depths'][:3]):
+        dim = arch['embed_dim'] * 2 ** i
+        for j in range(1, depth, 2):
+            p = f'layers.{i}.blocks.{j}.'
+            shapes = {'attnC.qkv.weight': (3 * dim, dim), 'attnC.qkv.bias': (3 * dim,),
+                      'attnC.proj.weight': (dim, dim), 'attnC.proj.bias': (dim,),
+                      'attnC.get_v.weight': (dim, 1, 3, 3), 'attnC.get_v.bias': (dim,),
+                      'norm4.weight': (dim,), 'norm4.bias': (dim,)}
+            sd.update({p + k: torch.randn(s, generator=g) * 0.05 for k, s in shapes.items()})
+            sd[p + 'attn_mask'] = torch.zeros(1)
+    return sd
+
+
+def pytorch_boat_cswin_state_dict(embed_dim=32, depths=(1, 2, 2, 1), seed=0):
+    """A random BOAT-CSWin state dict with pytorch-boat's (CSWin's) key names and shapes."""
+    g = torch.Generator().manual_seed(seed)
+    shapes = {'stage1_conv_embed.0.weight': (embed_dim, 3, 7, 7), 'stage1_conv_embed.0.bias': (embed_dim,),
+              'stage1_conv_embed.2.weight': (embed_dim,), 'stage1_conv_embed.2.bias': (embed_dim,)}
+    for s, depth in enumerate(depths, start=1):
+        dim = embed_dim * 2 ** (s - 1)
+        branches = 1 if s == len(depths) else 2
+        for j in range(depth):
+            p = f'stage{s}.{j}.'
+            shapes.update({p + 'qkv.weight': (3 * dim, dim), p + 'qkv.bias': (3 * dim,),
+                           p + 'norm1.weight': (dim,), p + 'norm1.bias': (dim,),
+                           p + 'proj.weight': (dim, dim), p + 'proj.bias': (dim,),
+                           p + 'mlp.fc1.weight': (4 * dim, dim), p + 'mlp.fc1.bias': (4 * dim,),
+                           p + 'mlp.fc2.weight': (dim, 4 * dim), p + 'mlp.fc2.bias': (dim,),
+                           p + 'norm2.weight': (dim,), p + 'norm2.bias': (dim,)})
+            for b in range(branches):
+                shapes.update({p + f'attns.{b}.get_v.weight': (dim // branches, 1, 3, 3),
+                               p + f'attns.{b}.get_v.bias': (dim // branches,)})
+            if j % 2 == 0:
+                shapes.update({p + 'content_attn.qkv.weight': (3 * dim, dim), p + 'content_attn.qkv.bias': (3 * dim,),
+                               p + 'content_attn.proj.weight': (dim, dim), p + 'content_attn.proj.bias': (dim,),
+                               p + 'content_attn.get_v.weight': (dim, 1, 3, 3),
+                               p + 'content_attn.get_v.bias': (dim,),
+                               p + 'norm3.weight': (dim,), p + 'norm3.bias': (dim,)})
+        if s < len(depths):
+            shapes.update({f'merge{s}.conv.weight': (2 * dim, dim, 3, 3), f'merge{s}.conv.bias': (2 * dim,),
+                           f'merge{s}.norm.weight': (2 * dim,), f'merge{s}.norm.bias': (2 * dim,)})
+    last = embed_dim * 2 ** (len(depths) - 1)
+    shapes.update({'norm.weight': (last,), 'norm.bias': (last,), 'head.weight': (10, last), 'head.bias': (10,)})
+    return {k: torch.randn(s, generator=g) * 0.05 for k, s in shapes.items()}
+
+
+def test_pytorch_boat_swin_checkpoint_maps_onto_every_tensor(tmp_path):
+    sd = pytorch_boat_swin_state_dict()
+    path = tmp_path / 'tiny.pth'
+    torch.save({'model': sd}, path)
+    model = BOATSwin(arch=SMALL_SWIN, layout='pytorch-boat')
+    report = load_pretrained(model, str(path))
+    assert not report.dropped
+    assert sorted(report.missing) == sorted(f'out_norms.{i}.{p}' for i in range(4) for p in ('weight', 'bias'))
+    state = model.state_dict()
+    assert torch.equal(state['layers.1.blocks.1.fsla.qkv.weight'], sd['layers.1.blocks.1.attnC.qkv.weight'])
+    assert torch.equal(state['layers.2.blocks.1.fsla.lepe.bias'], sd['layers.2.blocks.1.attnC.get_v.bias'])
+    assert torch.equal(state['layers.0.blocks.1.norm_fsla.weight'], sd['layers.0.blocks.1.norm4.weight'])
+    assert torch.equal(state['layers.2.downsample.reduction.weight'], sd['layers.1.downsample.reduction.weight'])
+    # the paper layout takes the same file partially and says why
+    report = load_pretrained(BOATSwin(arch=SMALL_SWIN), str(path))
+    assert any("layout='pytorch-boat'" in n for n in report.notes)
+    assert all('.fsla.' in k or '.norm_fsla.' in k or k.startswith('out_norms.') for k in report.missing)
+
+
+def test_pytorch_boat_cswin_checkpoint_maps_onto_every_tensor(tmp_path):
+    sd = pytorch_boat_cswin_state_dict()
+    path = tmp_path / 'cswin_tiny.pth.tar'
+    torch.save({'state_dict': sd}, path)
+    model = BOATCSWin(arch=SMALL_CSWIN, layout='pytorch-boat')
+    report = load_pretrained(model, str(path))
+    assert not report.dropped
+    assert sorted(report.missing) == sorted(f'out_norms.{i}.{p}' for i in range(4) for p in ('weight', 'bias'))
+    state = model.state_dict()
+    pairs = {'stem.conv.weight': 'stage1_conv_embed.0.weight', 'stem.norm.bias': 'stage1_conv_embed.2.bias',
+             'stages.1.blocks.1.attn.qkv.weight': 'stage2.1.qkv.weight',
+             'stages.1.blocks.1.attn.lepe.1.weight': 'stage2.1.attns.1.get_v.weight',
+             'stages.3.blocks.0.attn.lepe.0.weight': 'stage4.0.attns.0.get_v.weight',
+             'stages.2.blocks.0.fsla.proj.weight': 'stage3.0.content_attn.proj.weight',
+             'stages.2.blocks.0.fsla.lepe.weight': 'stage3.0.content_attn.get_v.weight',
+             'stages.0.blocks.0.norm_fsla.weight': 'stage1.0.norm3.weight',
+             'stages.2.downsample.conv.weight': 'merge2.conv.weight'}
+    for ours, theirs in pairs.items():
+        assert torch.equal(state[ours], sd[theirs]), ours
+
+
+def test_classifier_loads_head_and_final_norm(tmp_path):
+    sd = pytorch_boat_swin_state_dict()
+    path = tmp_path / 'tiny.pth'
+    torch.save({'model': sd}, path)
+    clf = BOATClassifier(dict(type='BOATSwin', arch=SMALL_SWIN, layout='pytorch-boat', drop_path_rate=0.0),
+                         num_classes=10, init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    clf.init_weights()
+    clf.eval()
+    assert torch.equal(clf.head.weight, sd['head.weight'])
+    assert torch.equal(clf.backbone.out_norms[3].weight, sd['norm.weight'])
+    assert not clf.backbone.layers[3].blocks[1].always_shift                # classification: no shift at 7x7
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        logits = clf(x)
+        feats = clf.backbone(x)[0]
+    assert logits.shape == (2, 10) and rel_err(logits, clf.head(feats.mean((2, 3)))) < 1e-6
+    with pytest.raises(Exception, match='set num_classes to match'):
+        BOATClassifier(dict(type='BOATSwin', arch=SMALL_SWIN, layout='pytorch-boat'), num_classes=5,
+                       init_cfg=dict(type='Pretrained', checkpoint=str(path))).init_weights()
+
+
+# ---- detection / segmentation --------------------------------------------------------------------------------
+def build_from_config(name, small_arch):
+    """The model of a configs/boat file, its backbone shrunk to ``small_arch`` (and the head's inputs to match)
+    so that a CPU step stays short; tests/test_configs.py runs the configs as they are."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    cfg = Config.fromfile(os.path.join(REPO, 'configs', 'boat', name))
+    channels = [small_arch['embed_dim'] * 2 ** i for i in range(4)]
+    cfg.model.backbone.arch = small_arch
+    if cfg.default_scope == 'mmdet':
+        cfg.model.neck.in_channels = channels
+    else:
+        cfg.model.decode_head.in_channels = channels
+        cfg.model.auxiliary_head.in_channels = channels[2]
+    init_default_scope(cfg.default_scope)
+    registry = __import__(f'{cfg.default_scope}.registry', fromlist=['MODELS']).MODELS
+    return cfg, registry.build(cfg.model)
+
+
+def one_training_step(model, data):
+    model.train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    before = model.backbone.stages[0].blocks[0].fsla.qkv.weight.clone() if hasattr(model.backbone, 'stages') \
+        else model.backbone.layers[0].blocks[0].fsla.qkv.weight.clone()
+    losses = model(**data, mode='loss')
+    total = sum(v.sum() if isinstance(v, torch.Tensor) else sum(v) for k, v in losses.items() if 'loss' in k)
+    assert torch.isfinite(total) and total > 0
+    optimizer.zero_grad()
+    total.backward()
+    optimizer.step()
+    after = model.backbone.stages[0].blocks[0].fsla.qkv.weight if hasattr(model.backbone, 'stages') \
+        else model.backbone.layers[0].blocks[0].fsla.qkv.weight
+    assert not torch.equal(before, after)                                 # FSLA weights were trained
+
+
+def test_mask_rcnn_training_step_on_cpu():
+    from mmdet.testing import demo_mm_inputs
+    torch.manual_seed(0)
+    cfg, model = build_from_config('mask-rcnn_boat-swin-t-p4-w7_fpn_mini-coco.py', SMALL_SWIN)
+    assert cfg.model.backbone.layout == 'paper'
+    packed = demo_mm_inputs(batch_size=1, image_shapes=[(3, 96, 128)], num_items=[2], num_classes=80,
+                            with_mask=True)
+    one_training_step(model, model.data_preprocessor(packed, True))
+
+
+def test_upernet_training_step_on_cpu():
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+    torch.manual_seed(0)
+    cfg, model = build_from_config('upernet_boat-cswin-t_mini-ade20k.py', SMALL_CSWIN)
+    model.data_preprocessor.size, model.data_preprocessor.size_divisor = None, 32
+    samples = []
+    for _ in range(2):  # UperNet's pooled 1x1 BatchNorm needs more than one value
+        sample = SegDataSample(metainfo=dict(img_shape=(64, 96), ori_shape=(64, 96), pad_shape=(64, 96)))
+        sample.gt_sem_seg = PixelData(data=torch.randint(0, 150, (1, 64, 96)))
+        samples.append(sample)
+    inputs = [torch.randint(0, 255, (3, 64, 96), dtype=torch.uint8) for _ in range(2)]
+    one_training_step(model, model.data_preprocessor(dict(inputs=inputs, data_samples=samples), True))
+
+
+def test_configs_name_the_intended_backbones():
+    from mmengine.config import Config
+    names = sorted(n for n in os.listdir(os.path.join(REPO, 'configs', 'boat'))
+                   if n.startswith(('mask-rcnn', 'upernet')))                # det / seg (the folder has more)
+    assert len(names) == 22 and sum('mini' in n for n in names) == 4
+    for name in ('mask-rcnn_boat-swin-b-p4-w7_fpn_ms-crop-3x_coco.py',
+                 'upernet_boat-swin-s-p4-w7_4xb4-160k_ade20k-512x512.py', 'mask-rcnn_boat-cswin-s_fpn_1x_coco.py',
+                 'upernet_boat-cswin-b_4xb4-160k_ade20k-512x512.py',
+                 'upernet_boat-swin-t-p4-w7_mini-ade20k.py', 'mask-rcnn_boat-cswin-t_fpn_mini-coco.py'):
+        cfg = Config.fromfile(os.path.join(REPO, 'configs', 'boat', name))
+        backbone = cfg.model.backbone
+        family = 'BOATCSWin' if 'cswin' in name else 'BOATSwin'
+        size = {'-t': 'tiny', '-s': 'small', '-b': 'base'}[re.search(r'swin(-[tsb])', name).group(1)]
+        assert backbone.type == f'vitdense.{family}' and backbone.arch == size, name
+        assert backbone.layout == ('paper' if 'mini' in name else 'pytorch-boat'), name
+        assert (backbone.init_cfg is None) == ('mini' in name), name
+        channels = cfg.model.neck.in_channels if 'mask-rcnn' in name else cfg.model.decode_head.in_channels
+        embed = {'BOATSwin': {'tiny': 96, 'small': 96, 'base': 128},
+                 'BOATCSWin': {'tiny': 64, 'small': 64, 'base': 96}}[family][size]
+        assert list(channels) == [embed * 2 ** i for i in range(4)], name

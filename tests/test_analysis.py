@@ -1,0 +1,187 @@
+"""vitdense.analysis: exact FLOP counts of single ops, and params / FLOPs of real configs vs the published ones.
+
+Convention under test: one multiply-add = one FLOP (the papers' / fvcore's), so a matmul of (m, k) @ (k, n)
+counts m * k * n, and attention over N tokens of head size d counts 2 * B * heads * N^2 * d (q @ k^T, attn @ v).
+"""
+import os
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from vitdense import analysis
+from vitdense.apis import load_config
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEVICES = ['cpu', 'meta']  # real CPU kernels (fused attention, oneDNN LSTM) and the meta decompositions
+
+
+def config(rel):
+    return load_config(os.path.join(REPO, 'configs', rel))
+
+
+class TinyAttention(nn.Module):
+    def __init__(self, dim=32, heads=4):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x, mask=None):
+        B, N, C = x.shape
+        q, k, v = self.qkv(x).view(B, N, 3, self.heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
+        x = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self.proj(x.transpose(1, 2).reshape(B, N, C))
+
+
+def count(fn, *args):
+    with torch.no_grad(), analysis.FlopCounter() as counter:
+        fn(*args)
+    return counter
+
+
+@pytest.mark.parametrize('device', DEVICES)
+@pytest.mark.parametrize('with_mask', [False, True])
+def test_sdpa_attention_counted_exactly(device, with_mask):
+    B, N, C, heads = 2, 50, 32, 4
+    model = TinyAttention(C, heads).to(device).eval()
+    x = torch.randn(B, N, C, device=device)
+    mask = torch.zeros(B, heads, N, N, device=device) if with_mask else None
+    counter = count(model, x, mask)
+    linear = B * N * C * 3 * C + B * N * C * C
+    attention = 2 * B * heads * N * N * (C // heads)
+    assert counter.total == linear + attention
+    assert counter.by_op['addmm'] == linear
+    assert sum(n for op, n in counter.by_op.items() if op != 'addmm') == attention
+
+
+@pytest.mark.parametrize('device', DEVICES)
+def test_matmul_einsum_conv_counted_exactly(device):
+    a = torch.randn(2, 3, 7, 5, device=device)
+    b = torch.randn(2, 3, 5, 11, device=device)
+    assert count(torch.matmul, a, b).total == 2 * 3 * 7 * 5 * 11
+    assert count(lambda: torch.einsum('bhnd,bhdm->bhnm', a, b)).total == 2 * 3 * 7 * 5 * 11
+    conv = nn.Conv2d(8, 16, 3, stride=2, padding=1, groups=2).to(device)
+    x = torch.randn(1, 8, 20, 30, device=device)
+    assert count(conv, x).total == 16 * (8 // 2) * 9 * 10 * 15
+
+
+@pytest.mark.parametrize('device', DEVICES)
+@pytest.mark.parametrize('rnn, gates', [(nn.LSTM, 4), (nn.GRU, 3)])
+def test_rnn_gates_counted_exactly(device, rnn, gates):
+    """On meta the RNN call is answered by shape (no per-step decomposition): same count, same shapes."""
+    T, B, inp, hidden = 10, 3, 16, 8
+    model = rnn(inp, hidden, num_layers=2, batch_first=True, bidirectional=True).eval()
+    x = torch.randn(B, T, inp)
+    with torch.no_grad():
+        expected_shapes = [t.shape for t in torch.utils._pytree.tree_leaves(model(x))]
+    counter = count(model.to(device), x.to(device))
+    layer1 = gates * hidden * inp + gates * hidden * hidden  # per token and direction: w_ih and w_hh
+    layer2 = gates * hidden * (2 * hidden) + gates * hidden * hidden
+    assert counter.total == T * B * 2 * (layer1 + layer2)
+    with torch.no_grad():
+        assert [t.shape for t in torch.utils._pytree.tree_leaves(model(x.to(device)))] == expected_shapes
+
+
+@pytest.mark.parametrize('device', DEVICES)
+def test_sort_topk_cdist_counted(device):
+    x = torch.randn(3, 10, 16, device=device)
+    assert count(torch.sort, x, 1).total == 3 * 16 * 10 * 4         # rows * n * ceil(log2 n)
+    assert count(lambda: x.topk(4, dim=-1)).total == 3 * 10 * 16 * 2  # rows * n * log2 k
+    assert count(torch.cdist, x, x[:, :6]).total == 3 * 10 * 6 * 16
+
+
+def test_swin_and_convnext_backbones_at_224_match_published():
+    """Swin-T 4.5 GFLOPs, ConvNeXt-T 4.5 GFLOPs at 224x224 (papers; multiply-adds)."""
+    swin = analysis.complexity(config('swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py'), (224, 224),
+                               backbone_only=True)
+    assert swin.device == 'meta' and not swin.note
+    assert abs(swin.flops / 1e9 - 4.5) / 4.5 < 0.05
+    assert swin.by_op['bmm'] > 0  # the window attention matmuls are in the total
+    convnext = analysis.complexity(config('convnext/mask-rcnn_convnext-t-p4-w7_fpn_1x_coco.py'), (224, 224),
+                                   backbone_only=True)
+    assert abs(convnext.flops / 1e9 - 4.5) / 4.5 < 0.05
+
+
+TINY_SWIN = dict(embed_dim=16, depths=(2, 1, 2, 1), num_heads=(1, 2, 2, 4))
+TINY_CONVNEXT = dict(depths=(1, 1, 2, 1), dims=(8, 16, 32, 64))
+
+
+def test_meta_count_equals_real_cpu_count():
+    cfg = config('swin/upernet_swin-t-p4-w7_mini-ade20k.py')
+    cfg.model.backbone.arch = TINY_SWIN
+    backbone = analysis.build_model(cfg, backbone_only=True)
+    real = analysis._count_forward(backbone, 'mmseg', (97, 66), True, 'cpu')
+    meta = analysis._count_forward(backbone, 'mmseg', (97, 66), True, 'meta')
+    assert real.total == meta.total > 0
+    assert '_scaled_dot_product_flash_attention_for_cpu' in real.by_op  # the CPU kernel torch does not count
+    lazy = analysis.build_model(cfg, backbone_only=True, weights_on_meta=True)
+    assert any(p.is_meta for p in lazy.parameters())
+    assert analysis.count_params(lazy) == analysis.count_params(backbone)
+
+
+@pytest.mark.parametrize('name', [
+    'swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py', 'convnext/mask-rcnn_convnext-t-p4-w7_fpn_ms-crop-3x_coco.py',
+    'swin/upernet_swin-t-p4-w7_4xb4-160k_ade20k-512x512.py', 'convnext/upernet_convnext-t_4xb4-160k_ade20k-512x512.py'])
+def test_params_within_2_percent_of_published(name):
+    result = analysis.complexity(config(name), flops=False)
+    published = analysis.published_for(name)
+    assert abs(result.params / 1e6 - published.params_m) / published.params_m < 0.02
+
+
+@pytest.mark.parametrize('name', ['swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py',
+                                  'convnext/upernet_convnext-t_4xb4-160k_ade20k-512x512.py'])
+def test_full_model_flops_within_2_percent_of_published(name):
+    """Mask R-CNN Swin-T 267 G at 1280x800, UperNet ConvNeXt-T 939 G at 512x2048, counted on meta."""
+    cfg = config(name)
+    result = analysis.complexity(cfg)
+    published = analysis.published_for(name)
+    assert result.shape == analysis.STANDARD_SHAPES[cfg.default_scope]
+    assert result.device == 'meta' and not result.note
+    assert abs(result.flops / 1e9 - published.gflops) / published.gflops < 0.02
+    modules = dict(result.by_module)
+    root = next(iter(modules))
+    assert modules[root] == result.flops and any('.backbone' in m for m in modules)
+
+
+def test_detector_patches_are_restored():
+    cfg = config('swin/mask-rcnn_swin-t-p4-w7_fpn_mini-coco.py')
+    model = analysis.build_model(cfg, weights_on_meta=True)
+    with analysis.detector_counting_patches(model):
+        assert 'predict' in model.rpn_head.__dict__
+    assert 'predict' not in model.rpn_head.__dict__
+    assert all('forward' not in m.__dict__ for m in model.modules())
+
+
+def test_meta_failure_falls_back_to_cpu(monkeypatch):
+    """A backbone that reads a tensor value in forward cannot run on meta: counted on the CPU, same total."""
+    from vitdense.models.backbones.convnext import ConvNeXt
+    cfg = config('convnext/upernet_convnext-t_mini-ade20k.py')
+    cfg.model.backbone.arch = TINY_CONVNEXT
+    expected = analysis.complexity(cfg, (64, 64), backbone_only=True)
+    original = ConvNeXt.forward
+
+    def reads_values(self, x):
+        float(x.sum())  # impossible on the meta device
+        return original(self, x)
+
+    monkeypatch.setattr(ConvNeXt, 'forward', reads_values)
+    result = analysis.complexity(cfg, (64, 64), backbone_only=True)
+    assert result.device == 'cpu' and 'meta device failed' in result.note
+    assert result.flops == expected.flops > 0
+
+
+def test_reference_lookup():
+    cfg = config('swin/upernet_swin-t-p4-w7_mini-ade20k.py')
+    cfg.model.backbone.arch = TINY_SWIN
+    backbone = analysis.build_model(cfg, backbone_only=True)
+    description, reference = analysis.reference_backbone(backbone)
+    assert 'mmdet' in description
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        ours, theirs = backbone(x), reference(x)
+    assert [o.shape for o in ours] == [t.shape for t in theirs]
+    assert analysis.count_params(reference) == analysis.count_params(backbone)
+    with pytest.raises(ValueError, match='no reference implementation registered for Linear'):
+        analysis.reference_backbone(nn.Linear(2, 2))

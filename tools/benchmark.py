@@ -1,0 +1,127 @@
+"""Inference throughput (images/s) and peak memory of a config's backbone or full model, optionally next to
+the reference implementation of the same backbone.
+
+    python tools/benchmark.py CONFIG [--backbone-only] [--shape H [W]] [--batch-size B] [--device cpu|cuda]
+                              [--warmup N] [--repeats N] [--compare] [--threads N] [--cfg-options k=v ...]
+
+The model gets random weights (no checkpoint needed) and a random batch of the given size; the full model
+runs its inference path (``mode='predict'``: detection post-processing, segmentation ``test_cfg`` mode).
+Throughput = batch size / median time of ``--repeats`` timed forwards after ``--warmup`` untimed ones.
+Peak memory is what one forward adds: ``torch.cuda.max_memory_allocated`` on CUDA, the peak resident set
+on CPU (see vitdense.analysis.PeakMemory).
+
+``--compare`` also runs the reference implementation of the backbone (vitdense.analysis.REFERENCE_BACKBONES:
+mmdet's SwinTransformer for vitdense.SwinTransformer, timm's ConvNeXt for vitdense.ConvNeXt, ...) with the
+same architecture, on the same input, timed in alternation with vitdense's, and prints the ratios. Without
+--backbone-only the reference backbone is swapped into a copy of the full model.
+"""
+import argparse
+import copy
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+
+from vitdense.apis import DictAction, UserError, load_config  # noqa: E402
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('config', help='config file, e.g. configs/swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py')
+    parser.add_argument('--backbone-only', action='store_true',
+                        help='benchmark model.backbone alone (its forward on the image batch)')
+    parser.add_argument('--shape', type=int, nargs='+', default=[512, 512], metavar='N',
+                        help='input size H W, or one number for a square input (default: 512 512)')
+    parser.add_argument('--batch-size', type=int, default=1, help='images per forward (default: 1)')
+    parser.add_argument('--device', default=None,
+                        help="'cpu', 'cuda' or 'cuda:N' (default: cuda when available, else cpu)")
+    parser.add_argument('--warmup', type=int, default=2, help='untimed forwards before measuring (default: 2)')
+    parser.add_argument('--repeats', type=int, default=5,
+                        help='timed forwards; throughput uses their median (default: 5)')
+    parser.add_argument('--compare', action='store_true',
+                        help="also run the backbone's reference implementation and print the ratios")
+    parser.add_argument('--threads', type=int, help='torch CPU threads (default: torch\'s choice)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config entries, e.g. model.backbone.arch=small')
+    parser.add_argument('--no-progress', action='store_true', help='no progress bar on stderr')
+    return parser
+
+
+def parse_args(argv=None):
+    return build_parser().parse_args(argv)
+
+
+def make_runner(model, inputs, samples, backbone_only):
+    if backbone_only:
+        return lambda: model(inputs)
+    return lambda: model(inputs, samples, mode='predict')
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import torch
+    from vitdense import analysis
+    try:
+        shape = analysis.parse_shape(args.shape)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    if min(shape) < 1 or args.batch_size < 1 or args.repeats < 1 or args.warmup < 0:
+        raise UserError('--shape, --batch-size and --repeats must be positive and --warmup >= 0')
+    device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
+    if device.startswith('cuda') and not torch.cuda.is_available():
+        raise UserError(f'--device {device} asked for, but torch sees no CUDA device; use --device cpu')
+    analysis.set_threads(args.threads)
+    cfg = load_config(args.config, args.cfg_options)
+    if not analysis.is_model_config(cfg):
+        raise UserError(f'{args.config} defines no complete model (a _base_ fragment?); pass a leaf config')
+
+    model = analysis.build_model(cfg, backbone_only=args.backbone_only)
+    backbone = model if args.backbone_only else model.backbone
+    if not args.backbone_only:
+        shape = analysis.model_input_shape(model, shape)
+    torch.manual_seed(0)
+    inputs = torch.randn(args.batch_size, 3, *shape, device=device)
+    samples = None if args.backbone_only else analysis.synthetic_samples(cfg.default_scope, args.batch_size, shape)
+    name = backbone.__class__.__name__
+    prefix = '' if args.backbone_only else f'{type(model).__name__} + '
+    models = {f'{prefix}vitdense {name}': model}
+    if args.compare:
+        try:
+            description, reference = analysis.reference_backbone(backbone)
+        except ValueError as err:
+            raise UserError(str(err)) from None
+        if args.backbone_only:
+            models[description] = reference
+        else:
+            full = copy.deepcopy(model)
+            full.backbone = reference
+            models[prefix + description] = full
+    runners = {}
+    for label, m in models.items():
+        m.to(device).eval()
+        runners[label] = make_runner(m, inputs, samples, args.backbone_only)
+    what = 'backbone' if args.backbone_only else 'model (predict)'
+    print(f'{args.config}: {what}, input {args.batch_size}x3x{shape[0]}x{shape[1]}, device {device}, '
+          f'{torch.get_num_threads()} CPU threads, warm-up {args.warmup}, median of {args.repeats}')
+    results = analysis.benchmark(runners, args.batch_size, device, warmup=args.warmup, repeats=args.repeats,
+                                 progress=not args.no_progress)
+    method = next(iter(results.values())).mem_method
+    width = max(len(label) for label in results) + 2
+    print(f'\n{"implementation":<{width}} {"images/s":>10} {"median ms":>10} {"min-max ms":>17} {"peak MB":>9}')
+    for label, r in results.items():
+        spread = f'{min(r.times) * 1e3:.1f}-{max(r.times) * 1e3:.1f}'
+        print(f'{label:<{width}} {r.images_per_s:>10.3f} {r.median_s * 1e3:>10.1f} {spread:>17} '
+              f'{r.peak_mem / 2**20:>9.1f}')
+    print(f'(peak MB: {method} added by one forward)')
+    if args.compare:
+        ours, ref = results.values()
+        print(f'ratio vitdense / reference: throughput {ours.images_per_s / ref.images_per_s:.2f}x, '
+              f'peak memory {ours.peak_mem / max(ref.peak_mem, 1):.2f}x')
+    return results
+
+
+if __name__ == '__main__':
+    try:
+        main()
+    except UserError as err:
+        sys.exit(f'error: {err}')

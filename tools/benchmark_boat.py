@@ -1,0 +1,123 @@
+"""Forward time of a BOAT backbone vs vitdense's Swin (same run), and the share of it spent clustering.
+
+    python tools/benchmark_boat.py                       # BOAT-Swin-T vs Swin-T at 800x1216 and 512x512
+    python tools/benchmark_boat.py --family cswin --sizes 512x512 --repeats 3
+
+Both models run in eval mode under ``torch.no_grad()`` on random weights (speed does not depend on them), one
+warm-up forward then the median of ``--repeats`` timed forwards, interleaved so both see the same machine
+load; on a CPU the median process CPU time of the same forwards is printed too (steadier when other jobs
+share the cores). The clustering share is measured by wrapping ``FeatureSpaceLocalAttention.cluster`` (and
+the whole FSLA forward) with timers during extra forwards; on a GPU every timer synchronises first.
+"""
+import argparse
+import os
+import statistics
+import sys
+import time
+from contextlib import contextmanager
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from vitdense.models.backbones import BOATCSWin, BOATSwin, SwinTransformer  # noqa: E402
+from vitdense.models.backbones.boat import FeatureSpaceLocalAttention  # noqa: E402
+
+
+def parse_size(text):
+    try:
+        h, w = (int(v) for v in text.lower().split('x'))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like 800x1216, got '{text}'") from None
+    return h, w
+
+
+def sync(device):
+    if device.type == 'cuda':
+        torch.cuda.synchronize()
+
+
+def timed_forward(model, x):
+    """(wall seconds, process CPU seconds) of one forward."""
+    sync(x.device)
+    wall, cpu = time.perf_counter(), time.process_time()
+    model(x)
+    sync(x.device)
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+@contextmanager
+def fsla_timers(device):
+    """Accumulate wall time spent in FSLA.cluster and in whole FSLA forwards while active."""
+    totals = {'cluster': 0.0, 'fsla': 0.0}
+    cluster, forward = FeatureSpaceLocalAttention.cluster, FeatureSpaceLocalAttention.forward
+
+    def wrap(fn, key):
+        def timed(self, *args, **kwargs):
+            sync(device)
+            start = time.perf_counter()
+            out = fn(self, *args, **kwargs)
+            sync(device)
+            totals[key] += time.perf_counter() - start
+            return out
+        return timed
+    FeatureSpaceLocalAttention.cluster = wrap(cluster, 'cluster')
+    FeatureSpaceLocalAttention.forward = wrap(forward, 'fsla')
+    try:
+        yield totals
+    finally:
+        FeatureSpaceLocalAttention.cluster, FeatureSpaceLocalAttention.forward = cluster, forward
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--family', choices=('swin', 'cswin'), default='swin')
+    parser.add_argument('--arch', default='tiny')
+    parser.add_argument('--layout', default='paper', choices=('paper', 'pytorch-boat'))
+    parser.add_argument('--cluster-dim', type=int, default=None, help='override the FSLA clustering dim')
+    parser.add_argument('--cluster-iters', type=int, default=None, help='override the centroid refinements')
+    parser.add_argument('--leaf-size', type=int, default=None)
+    parser.add_argument('--sizes', nargs='+', type=parse_size, default=[(800, 1216), (512, 512)])
+    parser.add_argument('--batch', type=int, default=1)
+    parser.add_argument('--repeats', type=int, default=5)
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--threads', type=int, default=None, help='torch.set_num_threads (CPU)')
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    boat_cls = BOATSwin if args.family == 'swin' else BOATCSWin
+    overrides = {k: v for k, v in dict(cluster_dim=args.cluster_dim, cluster_iters=args.cluster_iters,
+                                       leaf_size=args.leaf_size).items() if v is not None}
+    boat = boat_cls(arch=args.arch, layout=args.layout, drop_path_rate=0.0, **overrides).to(device).eval()
+    swin = SwinTransformer(arch=args.arch, drop_path_rate=0.0).to(device).eval()
+    print(f'{boat_cls.__name__}-{args.arch} (layout {args.layout}) vs SwinTransformer-{args.arch}, '
+          f'device {device}, threads {torch.get_num_threads()}, batch {args.batch}, '
+          f'median of {args.repeats} after 1 warm-up, torch {torch.__version__}')
+    with torch.no_grad():
+        for h, w in args.sizes:
+            x = torch.randn(args.batch, 3, h, w, device=device)
+            timed_forward(boat, x)
+            timed_forward(swin, x)
+            boat_times, swin_times = [], []
+            for _ in range(args.repeats):
+                boat_times.append(timed_forward(boat, x))
+                swin_times.append(timed_forward(swin, x))
+            with fsla_timers(device) as totals:
+                shares = []
+                for _ in range(max(1, args.repeats // 2)):
+                    totals['cluster'] = totals['fsla'] = 0.0
+                    total = timed_forward(boat, x)[0]
+                    shares.append((totals['cluster'] / total, totals['fsla'] / total))
+            t_boat, t_swin = (statistics.median(t[0] for t in times) for times in (boat_times, swin_times))
+            cluster_share = statistics.median(s[0] for s in shares)
+            fsla_share = statistics.median(s[1] for s in shares)
+            cpu = ''
+            if device.type == 'cpu':  # process CPU time: less sensitive to other jobs sharing the cores
+                c_boat, c_swin = (statistics.median(t[1] for t in times) for times in (boat_times, swin_times))
+                cpu = f' (process CPU time {c_boat * 1000:.0f} / {c_swin * 1000:.0f} ms, {c_boat / c_swin:.2f}x)'
+            print(f'{h}x{w}: BOAT {t_boat * 1000:.0f} ms, Swin {t_swin * 1000:.0f} ms, ratio {t_boat / t_swin:.2f}x'
+                  f'{cpu}; FSLA {fsla_share:.0%} of BOAT time, clustering {cluster_share:.0%}')
+
+
+if __name__ == '__main__':
+    main()

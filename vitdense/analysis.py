@@ -1,0 +1,638 @@
+"""Model complexity and speed: parameters, FLOPs, throughput, peak memory, and the published figures.
+
+FLOPs convention. As in the Swin / ConvNeXt papers, fvcore and mmengine.analysis (mmcv's counter before it),
+one multiply-accumulate counts as one FLOP ("Swin-T: 4.5 GFLOPs at 224" is 4.5 G multiply-adds). Every number
+this module returns as ``flops`` follows that convention; :class:`FlopCounter` converts torch's counter
+(which counts 2 per multiply-add) once, at the end.
+
+What is counted. :class:`torch.utils.flop_counter.FlopCounterMode` sees every aten op at dispatch, so
+attention written as ``torch.matmul`` / ``bmm`` / ``einsum`` (they all reach ``mm`` / ``bmm``) and convolutions
+are counted wherever they come from. Its table misses some ops, added here in :data:`EXTRA_FORMULAS`:
+the CPU fused attention kernel (``F.scaled_dot_product_attention`` on CPU), the oneDNN / cuDNN recurrent
+kernels (``nn.LSTM`` / ``nn.GRU``: every gate's input and hidden matmul, per token and direction; on the
+meta device the whole RNN call is answered by shape, :class:`_ShapeOnlyRNN`),
+``torch.cdist`` and ``mv``; sorts / top-k (clustering) count one FLOP per comparison (n log2 n per sorted
+row). Element-wise ops, norms, softmax, pooling and interpolation are not counted (memory-bound; fvcore
+adds a few FLOPs per element for norms and upsampling; mmengine.analysis, fvcore's port that mmdet's and
+mmseg's get_flops use, has no formula for SDPA or LSTMs). With this convention the Swin / ConvNeXt
+detectors and UperNets land within 0.4% of their published FLOPs (docs/model_zoo.md).
+
+Meta device. Counting only needs shapes, so models are built and run on the ``meta`` device: a 1188 GFLOP
+UperNet at 512x2048 is counted in a few seconds on a CPU. Code that needs real values there (NMS, RoIAlign's
+level mapping) is handled for two-stage detectors by :func:`detector_counting_patches`: the RPN returns a
+fixed ``test_cfg.rpn.max_per_img`` proposals per image (the most the RoI head ever sees, so the count is
+deterministic) and the RoI extractors return zeros of their output shape (bilinear sampling: no
+multiply-adds). A model that still fails on ``meta`` is counted again with real CPU tensors.
+
+Detectors are counted like mmdet's ``get_flops``: ``model._forward`` (backbone, neck, RPN head, RoI heads
+on the proposals); segmentors like mmseg's: ``model._forward`` (backbone and decode head, whole image; the
+training-only auxiliary head is not run); classifiers (mmpretrain) backbone, neck and head.
+"""
+import contextlib
+import ctypes
+import gc
+import importlib
+import math
+import os
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+from torch.utils.flop_counter import FlopCounterMode
+
+aten = torch.ops.aten
+
+# Input sizes the papers report FLOPs at (H, W): COCO detection at 1280x800, ADE20K UperNet at 512x2048,
+# ImageNet classification at 224x224.
+STANDARD_SHAPES = {'mmdet': (800, 1280), 'mmseg': (512, 2048), 'mmpretrain': (224, 224)}
+
+
+@dataclass(frozen=True)
+class Published:
+    params_m: float
+    gflops: Optional[float]
+    source: str
+
+
+_SWIN = 'Swin paper (arXiv 2103.14030) / microsoft/Swin-Transformer-{Object-Detection,Semantic-Segmentation}'
+_CONVNEXT = 'ConvNeXt paper (arXiv 2201.03545) / facebookresearch/ConvNeXt'
+# The published params (M) and FLOPs (G, multiply-adds; detection at 1280x800, UperNet at 512x2048,
+# classification at 224x224), keyed by config name. Only figures the authors published for that model and
+# schedule; other families add theirs here.
+PUBLISHED: Dict[str, Published] = {
+    'mask-rcnn_swin-t-p4-w7_fpn_1x_coco': Published(48, 267, _SWIN),
+    'mask-rcnn_swin-t-p4-w7_fpn_ms-crop-3x_coco': Published(48, 267, _SWIN),
+    'mask-rcnn_swin-s-p4-w7_fpn_ms-crop-3x_coco': Published(69, 359, _SWIN),
+    'mask-rcnn_convnext-t-p4-w7_fpn_ms-crop-3x_coco': Published(48, 262, _CONVNEXT),
+    'upernet_swin-t-p4-w7_4xb4-160k_ade20k-512x512': Published(60, 945, _SWIN),
+    'upernet_swin-s-p4-w7_4xb4-160k_ade20k-512x512': Published(81, 1038, _SWIN),
+    'upernet_swin-b-p4-w7_4xb4-160k_ade20k-512x512': Published(121, 1188, _SWIN),
+    'upernet_convnext-t_4xb4-160k_ade20k-512x512': Published(60, 939, _CONVNEXT),
+    'upernet_convnext-s_4xb4-160k_ade20k-512x512': Published(82, 1027, _CONVNEXT),
+    'upernet_convnext-b_4xb4-160k_ade20k-512x512': Published(122, 1170, _CONVNEXT),
+    'swin-t-p4-w7_in1k': Published(28, 4.5, _SWIN),  # ImageNet-1k classifiers at 224x224
+    'convnext-t_in1k': Published(28, 4.5, _CONVNEXT),
+}
+
+
+# ---- FLOP formulas for the ops torch's counter does not know (torch convention: 2 per multiply-add) ----
+def _numel(shape) -> int:
+    return math.prod(shape) if shape else 1
+
+
+def _attention_flops(query_shape, key_shape, value_shape, *args, **kwargs) -> int:
+    """q @ k^T and attn @ v, any number of leading (batch, head) dims; k / v heads may be fewer (GQA)."""
+    *lead, s_q, d_q = query_shape
+    s_k, d_v = key_shape[-2], value_shape[-1]
+    return 2 * _numel(lead) * s_q * s_k * (d_q + d_v)
+
+
+def _rnn_layer_flops(input_shape, *weights_and_more, **kwargs) -> int:
+    """oneDNN's per-layer / per-direction kernel: input (.., features); weights w_ih (G*H, in), w_hh (G*H, H)."""
+    tokens = _numel(input_shape) // input_shape[-1]
+    w_ih, w_hh = weights_and_more[0], weights_and_more[1]
+    return 2 * tokens * (_numel(w_ih) + _numel(w_hh))
+
+
+def _cudnn_rnn_flops(input_shape, weights, *args, **kwargs) -> int:
+    """cuDNN's whole-RNN kernel: every 2-D weight (w_ih, w_hh, w_hr of every layer and direction) is applied
+    once per token; a packed input is (tokens, features)."""
+    tokens = _numel(input_shape) // input_shape[-1]
+    return 2 * tokens * sum(_numel(w) for w in weights if len(w) == 2)
+
+
+def _cdist_flops(x1_shape, x2_shape, *args, **kwargs) -> int:
+    *lead, p, m = x1_shape
+    return 2 * _numel(lead) * p * x2_shape[-2] * m
+
+
+def _mv_flops(a_shape, b_shape, *args, **kwargs) -> int:
+    return 2 * _numel(a_shape)
+
+
+def _addmv_flops(self_shape, a_shape, b_shape, *args, **kwargs) -> int:
+    return 2 * _numel(a_shape)
+
+
+def _comparisons(n: int, rows: int, k: int = None) -> int:
+    """n log2 n comparisons to sort a row (n log2 k to select its top k); 2 per comparison (torch convention),
+    so one comparison reads as one FLOP in the reported multiply-add convention."""
+    if n < 2:
+        return 0
+    return 2 * rows * n * math.ceil(math.log2(k if k and k > 1 else n))
+
+
+def _sort_flops(self_shape, *args, **kwargs) -> int:
+    dim = args[0] if args and isinstance(args[0], int) else kwargs.get('dim', -1)
+    if not self_shape:
+        return 0
+    n = self_shape[dim]
+    return _comparisons(n, _numel(self_shape) // max(n, 1))
+
+
+def _topk_flops(self_shape, k, dim=-1, *args, **kwargs) -> int:
+    if not self_shape:
+        return 0
+    n = self_shape[dim]
+    return _comparisons(n, _numel(self_shape) // max(n, 1), k=max(int(k), 2))
+
+
+EXTRA_FORMULAS = {
+    aten._scaled_dot_product_flash_attention_for_cpu: _attention_flops,
+    aten._scaled_dot_product_fused_attention_overrideable: _attention_flops,
+    aten.mkldnn_rnn_layer: _rnn_layer_flops,
+    aten._cudnn_rnn: _cudnn_rnn_flops,
+    aten._cdist_forward: _cdist_flops,
+    aten._euclidean_dist: _cdist_flops,
+    aten.mv: _mv_flops,
+    aten.addmv: _addmv_flops,
+    aten.sort: _sort_flops,
+    aten.topk: _topk_flops,
+}
+
+
+class _ShapeOnlyRNN(torch.overrides.TorchFunctionMode):
+    """On meta inputs, answer ``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN`` (``torch._VF.lstm`` ...) with outputs of the
+    right shapes and their gate matmuls counted directly. Otherwise the meta device runs the RNN's
+    per-time-step decomposition, 10+ dispatched ops per step: minutes for Sequencer's 512-long scans."""
+
+    RNNS = {'lstm': 2, 'gru': 1, 'rnn_tanh': 1, 'rnn_relu': 1}  # how many state tensors each returns
+
+    def __init__(self, record: Callable[[str, int], None]):
+        super().__init__()
+        self.record = record
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = getattr(func, '__name__', '')
+        # the unpacked overload: (input, hx, params, has_biases, num_layers, dropout, train, bidirectional, batch_first)
+        if name in self.RNNS and len(args) == 9 and isinstance(args[2], (list, tuple)) and args[0].is_meta:
+            inputs, hx, params = args[0], args[1], args[2]
+            states = list(hx) if isinstance(hx, (list, tuple)) else [hx]
+            matrices = [w for w in params if w.dim() == 2]
+            tokens = inputs.numel() // inputs.shape[-1]
+            self.record(f'{name} (gates)', 2 * tokens * sum(w.numel() for w in matrices))
+            directions = 2 if args[7] else 1
+            hidden_out = matrices[1].shape[1]  # w_hh: (gates * hidden, hidden or proj size)
+            output = inputs.new_empty(*inputs.shape[:-1], directions * hidden_out)
+            return (output, *[torch.empty_like(h) for h in states[:self.RNNS[name]]])
+        return func(*args, **kwargs)
+
+
+class FlopCounter:
+    """Context manager counting multiply-adds (see the module docstring) of everything run inside it.
+
+    After exit: ``total`` (int), ``by_op`` {op name: FLOPs}, ``by_module`` {module path: FLOPs}, with module
+    paths as torch's ModuleTracker names them (``ClassName.child.grandchild``).
+    """
+
+    def __init__(self):
+        self._mode = FlopCounterMode(display=False, custom_mapping=EXTRA_FORMULAS)
+        self._rnn = _ShapeOnlyRNN(self._record)
+        self.total, self.by_op, self.by_module = 0, {}, {}
+
+    def _record(self, op: str, flops: int) -> None:
+        """Add FLOPs (torch convention) computed outside the dispatch mode, to every module running now."""
+        for parent in set(self._mode.mod_tracker.parents):
+            self._mode.flop_counts[parent][op] += flops
+
+    def __enter__(self):
+        self._mode.__enter__()
+        self._rnn.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self._rnn.__exit__(*exc)
+        self._mode.__exit__(*exc)
+        counts = self._mode.get_flop_counts()
+        self.by_op = {str(op).split('.')[-1]: n // 2 for op, n in counts.get('Global', {}).items()}
+        self.total = sum(self.by_op.values())
+        self.by_module = {name: sum(ops.values()) // 2 for name, ops in counts.items() if name != 'Global'}
+        return False
+
+    def module_table(self, depth: int = 2) -> List[Tuple[str, int]]:
+        """(module path, FLOPs) for the modules at most ``depth`` levels below the root that ran (as modules:
+        a child whose ``forward`` is called directly, e.g. mmdet's ``roi_head.forward``, is not listed)."""
+        return [(name, n) for name, n in self.by_module.items() if name.count('.') <= depth and n]
+
+
+# ---- building models from configs --------------------------------------------------------------------
+def scope_registry(scope: str):
+    """The MODELS registry of an OpenMMLab scope ('mmdet' / 'mmseg'), with that scope made the default."""
+    from mmengine.registry import init_default_scope
+    init_default_scope(scope)
+    return importlib.import_module(f'{scope}.registry').MODELS
+
+
+class _LargeTensorsOnMeta(torch.overrides.TorchFunctionMode):
+    """Allocate tensors of ``min_numel`` or more elements (weights) on the meta device, the rest on the CPU.
+
+    Weights then cost no memory and no init time (initialisers are no-ops on meta), while the small tensors
+    constructors read values from (drop-path ``linspace(...).tolist()``, index tables) stay real.
+    """
+    FACTORIES = {torch.empty, torch.zeros, torch.ones, torch.full, torch.rand, torch.randn, torch.empty_strided}
+
+    def __init__(self, min_numel: int = 4096):
+        super().__init__()
+        self.min_numel = min_numel
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in self.FACTORIES and kwargs.get('device') is None and args:
+            size = args[0] if isinstance(args[0], (tuple, list, torch.Size)) else args
+            if all(isinstance(n, int) for n in size) and math.prod(size) >= self.min_numel:
+                kwargs['device'] = 'meta'
+        return func(*args, **kwargs)
+
+
+def build_model(cfg, backbone_only: bool = False, weights_on_meta: bool = False) -> nn.Module:
+    """The config's model (or its backbone alone), in eval mode, randomly initialised on the CPU.
+
+    Pretrained weights named in ``init_cfg`` are not loaded (``init_weights`` is not called), so no
+    checkpoint file is needed. ``weights_on_meta``: large tensors go to the meta device
+    (:class:`_LargeTensorsOnMeta`) -- enough to count parameters and FLOPs, several times faster to build,
+    but the model cannot run on real data. (Building wholly on meta is not an option: constructors read
+    tensor values.) Falls back to a plain CPU build if a constructor cannot cope with meta weights.
+    """
+    models = scope_registry(cfg.default_scope)
+    model_cfg = cfg.model.backbone if backbone_only else cfg.model
+    model = None
+    if weights_on_meta:
+        try:
+            with _LargeTensorsOnMeta():
+                model = models.build(model_cfg)
+        except Exception:  # a constructor mixing values and weights: build for real
+            model = None
+    if model is None:
+        model = models.build(model_cfg)
+    model.eval()  # (not chained: some train() overrides return None)
+    return model
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def _sample_cls(scope: str):
+    module, name = {'mmdet': ('mmdet.structures', 'DetDataSample'),
+                    'mmseg': ('mmseg.structures', 'SegDataSample'),
+                    'mmpretrain': ('mmpretrain.structures', 'DataSample')}.get(
+                        scope, ('mmengine.structures', 'BaseDataElement'))
+    return getattr(importlib.import_module(module), name)
+
+
+def synthetic_samples(scope: str, batch: int, shape: Tuple[int, int]) -> list:
+    """Data samples carrying the image meta a model's forward reads, for an unpadded, unscaled H x W batch."""
+    H, W = shape
+    meta = dict(img_shape=(H, W), ori_shape=(H, W), pad_shape=(H, W), batch_input_shape=(H, W),
+                scale_factor=(1.0, 1.0), padding_size=[0, 0, 0, 0], flip=False)
+    cls = _sample_cls(scope)
+    return [cls(metainfo=meta) for _ in range(batch)]
+
+
+def model_input_shape(model: nn.Module, shape: Tuple[int, int]) -> Tuple[int, int]:
+    """The size the model really sees: the data preprocessor pads detection batches to a multiple of 32."""
+    divisor = int(getattr(getattr(model, 'data_preprocessor', None), 'pad_size_divisor', 1) or 1)
+    return tuple(-(-s // divisor) * divisor for s in shape)
+
+
+def _fixed_boxes(num: int, shape: Tuple[int, int], device, dtype) -> torch.Tensor:
+    """``num`` valid boxes spread over an H x W image (their values matter only off the meta device)."""
+    H, W = shape
+    g = torch.Generator().manual_seed(0)
+    xy = torch.rand(num, 2, generator=g) * torch.tensor([W * 0.75, H * 0.75])
+    wh = (torch.rand(num, 2, generator=g) * 0.2 + 0.05) * torch.tensor([W, H])
+    return torch.cat([xy, xy + wh], dim=1).to(device=device, dtype=dtype)
+
+
+@contextlib.contextmanager
+def detector_counting_patches(model: nn.Module):
+    """For two-stage detectors: fixed proposals from the RPN, shape-only RoI feature extraction (see above).
+
+    Everything is restored on exit; models without an RPN + RoI head are left alone.
+    """
+    restore = []
+    rpn, roi = getattr(model, 'rpn_head', None), getattr(model, 'roi_head', None)
+    if rpn is not None and roi is not None:
+        from mmengine.structures import InstanceData
+        rpn_test_cfg = getattr(rpn, 'test_cfg', None) or {}
+        num = int(rpn_test_cfg.get('max_per_img', 1000))
+
+        def fixed_proposals(x, batch_data_samples, rescale=False):
+            rpn(x)  # the RPN head's convolutions are counted; its NMS is replaced
+            return [InstanceData(bboxes=_fixed_boxes(num, s.metainfo['img_shape'], x[0].device, x[0].dtype))
+                    for s in batch_data_samples]
+
+        restore.append((rpn, 'predict'))
+        rpn.predict = fixed_proposals
+    from mmdet.models.roi_heads.roi_extractors import SingleRoIExtractor
+    for module in model.modules():
+        if isinstance(module, SingleRoIExtractor):
+            def shape_only(feats, rois, roi_scale_factor=None, module=module):
+                size = module.roi_layers[0].output_size
+                return feats[0].new_zeros(rois.shape[0], module.out_channels, *size)
+            restore.append((module, 'forward'))
+            module.forward = shape_only
+    try:
+        yield
+    finally:
+        for obj, name in restore:
+            del obj.__dict__[name]
+
+
+@dataclass
+class Complexity:
+    params: int
+    flops: int
+    shape: Tuple[int, int]
+    device: str                       # where FLOPs were counted: 'meta', or 'cpu' after a meta failure
+    by_op: Dict[str, int] = field(default_factory=dict)
+    by_module: List[Tuple[str, int]] = field(default_factory=list)
+    seconds: float = 0.0
+    note: str = ''
+
+
+def _count_forward(model: nn.Module, scope: str, shape, backbone_only: bool, device: str) -> FlopCounter:
+    """Run the model once under a :class:`FlopCounter`; on 'meta', with meta copies of all its parameters and
+    buffers swapped in (``functional_call``)."""
+    inputs = torch.zeros(1, 3, *shape, device=device)
+    args, kwargs = (inputs,), {}
+    if not backbone_only:
+        args, kwargs = (inputs, synthetic_samples(scope, 1, shape)), dict(mode='tensor')
+    patches = detector_counting_patches(model) if scope == 'mmdet' and not backbone_only \
+        else contextlib.nullcontext()
+    counter = FlopCounter()
+    with torch.no_grad(), patches:
+        if device == 'meta':
+            state = {name: torch.empty_like(t, device='meta') for name, t in
+                     [*model.named_parameters(remove_duplicate=False), *model.named_buffers(remove_duplicate=False)]}
+            with counter:
+                torch.func.functional_call(model, state, args, kwargs, tie_weights=False)
+        else:
+            with counter:
+                model(*args, **kwargs)
+    return counter
+
+
+def complexity(cfg, shape: Optional[Tuple[int, int]] = None, backbone_only: bool = False,
+               depth: int = 2, flops: bool = True) -> Complexity:
+    """Params and FLOPs (multiply-adds) of a config's model or backbone for a 1 x 3 x H x W input.
+
+    ``shape`` defaults to the task's published size (:data:`STANDARD_SHAPES`). Counts on the meta device,
+    falling back to real CPU tensors (slow for big inputs) if a module cannot run there.
+    """
+    scope = cfg.default_scope
+    shape = tuple(shape or STANDARD_SHAPES.get(scope, (512, 512)))
+    start = time.perf_counter()
+    model = build_model(cfg, backbone_only, weights_on_meta=True)
+    params = count_params(model)
+    if not backbone_only:
+        shape = model_input_shape(model, shape)
+    if not flops:
+        return Complexity(params, 0, shape, '', seconds=time.perf_counter() - start)
+    note, device = '', 'meta'
+    try:
+        counter = _count_forward(model, scope, shape, backbone_only, 'meta')
+    except Exception as err:  # a module that needs real values: count again on the CPU
+        note = f'meta device failed ({type(err).__name__}: {str(err).splitlines()[0][:120]}); counted on CPU'
+        device = 'cpu'
+        model = build_model(cfg, backbone_only)
+        counter = _count_forward(model, scope, shape, backbone_only, 'cpu')
+    # order the breakdown as the model declares its modules (torch's tracker names the root by its class)
+    order = {(type(model).__name__ + '.' + name).rstrip('.'): i for i, (name, _) in enumerate(model.named_modules())}
+    table = sorted(counter.module_table(depth), key=lambda item: order.get(item[0], len(order)))
+    return Complexity(params, counter.total, shape, device, counter.by_op, table,
+                      time.perf_counter() - start, note)
+
+
+def is_model_config(cfg) -> bool:
+    """Configs with a buildable model (leaves), as opposed to partial bases."""
+    model = cfg.get('model')
+    return isinstance(model, dict) and 'type' in model and cfg.get('default_scope') in STANDARD_SHAPES
+
+
+# ---- speed and memory -------------------------------------------------------------------------------
+# Reference implementations to benchmark a vitdense backbone against, keyed by its class name. Each builder
+# takes the vitdense backbone and returns an nn.Module with the same architecture, taking NCHW images and
+# returning a sequence of NCHW maps (so it can also stand in for the backbone inside a full model).
+REFERENCE_BACKBONES: Dict[str, Tuple[str, Callable[[nn.Module], nn.Module]]] = {}
+
+
+def register_reference(class_name: str, description: str):
+    def wrap(builder):
+        REFERENCE_BACKBONES[class_name] = (description, builder)
+        return builder
+    return wrap
+
+
+def reference_backbone(backbone: nn.Module) -> Tuple[str, nn.Module]:
+    """(description, module) of the reference implementation for ``backbone``; one-line error if none."""
+    name = type(backbone).__name__
+    if name not in REFERENCE_BACKBONES:
+        raise ValueError(f'no reference implementation registered for {name}; known: '
+                         f'{sorted(REFERENCE_BACKBONES)} (add one with vitdense.analysis.register_reference)')
+    description, builder = REFERENCE_BACKBONES[name]
+    reference = builder(backbone)
+    reference.eval()  # (some train() overrides, e.g. mmdet's Swin, return None)
+    return description, reference
+
+
+@register_reference('SwinTransformer', "mmdet's SwinTransformer")
+def _mmdet_swin(backbone):
+    from mmdet.models.backbones import SwinTransformer
+    fc1 = backbone.layers[0].blocks[0].mlp.fc1
+    ratio = fc1.out_features / fc1.in_features
+    return SwinTransformer(
+        embed_dims=backbone.num_features[0], depths=backbone.depths,
+        num_heads=[stage.blocks[0].attn.num_heads for stage in backbone.layers],
+        window_size=backbone.window_size, patch_size=backbone.patch_embed.patch_size[0],
+        mlp_ratio=int(ratio) if ratio.is_integer() else ratio, drop_path_rate=0.0,
+        out_indices=backbone.out_indices)
+
+
+class _TimmFeatures(nn.Module):
+    """timm ``features_only`` model returning a tuple (heads index the outputs)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return tuple(self.model(x))
+
+
+@register_reference('ConvNeXt', "timm's ConvNeXt (features_only)")
+def _timm_convnext(backbone):
+    import timm
+    return _TimmFeatures(timm.create_model(
+        'convnext_tiny', pretrained=False, features_only=True, out_indices=backbone.out_indices,
+        depths=backbone.depths, dims=tuple(backbone.num_features), in_chans=backbone.in_channels))
+
+
+def _rss_kb(field_name: str) -> Optional[int]:
+    try:
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith(field_name + ':'):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _release_cpu_memory() -> None:
+    gc.collect()
+    try:  # hand freed heap pages back, so the next measurement's baseline is not inflated
+        ctypes.CDLL('libc.so.6').malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+class PeakMemory:
+    """Peak memory a block of code adds, in bytes (``.peak``).
+
+    CUDA: ``torch.cuda.max_memory_allocated`` minus what was allocated before. CPU: the process's peak
+    resident set (VmHWM, reset through /proc/self/clear_refs) minus its resident set before; where the peak
+    cannot be reset, ``resource``'s lifetime peak is used, which hides peaks below an earlier one.
+    """
+
+    def __init__(self, device: torch.device):
+        self.device = torch.device(device)
+        self.peak = 0
+        self.method = ''
+
+    def __enter__(self):
+        if self.device.type == 'cuda':
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._base = torch.cuda.memory_allocated(self.device)
+            self.method = 'cuda max_memory_allocated'
+            return self
+        _release_cpu_memory()
+        try:
+            with open('/proc/self/clear_refs', 'w') as f:
+                f.write('5')  # reset VmHWM to the current RSS
+            self.method = 'peak RSS (VmHWM)'
+        except OSError:
+            self.method = 'lifetime peak RSS (ru_maxrss)'
+        self._base = (_rss_kb('VmRSS') or 0) * 1024
+        return self
+
+    def __exit__(self, *exc):
+        if self.device.type == 'cuda':
+            torch.cuda.synchronize(self.device)
+            self.peak = torch.cuda.max_memory_allocated(self.device) - self._base
+        else:
+            peak_kb = _rss_kb('VmHWM') if self.method.startswith('peak RSS') else None
+            if peak_kb is None:
+                import resource
+                peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            self.peak = max(0, peak_kb * 1024 - self._base)
+        return False
+
+
+@dataclass
+class Speed:
+    name: str
+    images_per_s: float
+    median_s: float
+    times: List[float]
+    peak_mem: int
+    mem_method: str
+
+
+def benchmark(runners: Dict[str, Callable[[], object]], batch: int, device, warmup: int = 2,
+              repeats: int = 5, progress: bool = True) -> Dict[str, Speed]:
+    """Time and measure several forward functions on the same input, fairly.
+
+    Each runner gets ``warmup`` untimed calls, then one call under :class:`PeakMemory`; the ``repeats``
+    timed calls are interleaved across runners (a, b, a, b, ...) so a change in machine load affects all
+    of them alike. Throughput is ``batch`` / median time.
+    """
+    device = torch.device(device)
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == 'cuda' else (lambda: None)
+    bar = progress_bar(total=len(runners) * (warmup + 1 + repeats), desc='benchmark', enabled=progress)
+    peaks = {}
+    with torch.no_grad():
+        for name, run in runners.items():
+            for _ in range(warmup):
+                run()
+                bar.update()
+            with PeakMemory(device) as mem:
+                run()
+                sync()
+            bar.update()
+            peaks[name] = mem
+        times = {name: [] for name in runners}
+        for _ in range(repeats):
+            for name, run in runners.items():
+                sync()
+                start = time.perf_counter()
+                run()
+                sync()
+                times[name].append(time.perf_counter() - start)
+                bar.update()
+    bar.close()
+    out = {}
+    for name in runners:
+        median = statistics.median(times[name])
+        out[name] = Speed(name, batch / median, median, times[name], peaks[name].peak, peaks[name].method)
+    return out
+
+
+def progress_bar(total: int, desc: str, enabled: bool = True):
+    """A tqdm bar on stderr (stdout stays clean for tables), or a no-op."""
+    from tqdm import tqdm
+    return tqdm(total=total, desc=desc, disable=not enabled, leave=False, dynamic_ncols=True)
+
+
+def set_threads(num: Optional[int]) -> None:
+    if num:
+        torch.set_num_threads(num)
+        os.environ['OMP_NUM_THREADS'] = str(num)
+
+
+def percent_diff(value: float, reference: Optional[float]) -> str:
+    if not reference:
+        return ''
+    return f'{100.0 * (value - reference) / reference:+.1f}%'
+
+
+def config_name(path: str) -> str:
+    return os.path.splitext(os.path.basename(path))[0]
+
+
+def published_for(path: str) -> Optional[Published]:
+    return PUBLISHED.get(config_name(path))
+
+
+def iter_configs(root: str, include_mini: bool = False, patterns: Optional[Sequence[str]] = None) -> List[str]:
+    """Config files under ``root`` (``_base_`` skipped), sorted; mini configs only if asked; with
+    ``patterns``, only paths containing one of them."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d != '_base_')
+        for name in sorted(filenames):
+            if not name.endswith('.py'):
+                continue
+            if not include_mini and '_mini' in name:
+                continue
+            path = os.path.join(dirpath, name)
+            if patterns and not any(p in path for p in patterns):
+                continue
+            found.append(path)
+    return found
+
+
+def parse_shape(values: Optional[Sequence[int]]) -> Optional[Tuple[int, int]]:
+    """``--shape S`` (square) or ``--shape H W``."""
+    if not values:
+        return None
+    if len(values) == 1:
+        return int(values[0]), int(values[0])
+    if len(values) == 2:
+        return int(values[0]), int(values[1])
+    raise ValueError(f'--shape takes 1 or 2 numbers (S, or H W), got {len(values)}')

@@ -1,0 +1,119 @@
+"""Plain ViT and CeiT checkpoints -> vitdense.
+
+ViT (:class:`~vitdense.models.backbones.VisionTransformer`): timm ``vit_*`` / ``deit_*`` state dicts and the
+official DeiT release (``{'model': ...}``) share timm's names, so the converter only
+
+* drops the classifier and what only it uses (``head``, ``head_dist``, final ``norm`` / ``fc_norm``,
+  ``pre_logits``) and DeiT's distillation token;
+* resamples ``pos_embed`` (bicubic, timm's ``resample_abs_pos_embed``) from the checkpoint's grid (e.g. 14 x 14
+  at 224) to the backbone's ``img_size`` grid, keeping the class-token position, or dropping it (and
+  ``cls_token``) for windowed backbones that run without a class token.
+
+CeiT (:class:`~vitdense.models.backbones.CeiT` / ``CeiTClassifier``): coeusguo/ceit names are renamed to
+vitdense's; the dense backbone drops the LCA, its layer embedding, the final norm and the head.
+"""
+import math
+import re
+
+import torch
+
+from .convert import register_converter
+from .interpolate import resize_abs_pos_embed
+from .io import CheckpointError
+
+CLASSIFIER_ONLY = ('head.', 'head_dist.', 'norm.', 'fc_norm.', 'pre_logits.')
+PREFIX_TOKENS = ('cls_token', 'dist_token')  # in the order timm / DeiT put them before the patches
+
+CEIT_OFFICIAL_RENAMES = (
+    (r'^i2t\.backbone\.', 'patch_embed.'),
+    (r'^i2t\.proj\.', 'patch_embed.proj.'),
+    (r'\.leff\.conv1\.', '.leff.up_proj.'),
+    (r'\.leff\.bn1\.', '.leff.up_norm.'),
+    (r'\.leff\.conv2\.', '.leff.dw_conv.'),
+    (r'\.leff\.bn2\.', '.leff.dw_norm.'),
+    (r'\.leff\.conv3\.', '.leff.down_proj.'),
+    (r'\.leff\.bn3\.', '.leff.down_norm.'),
+    (r'^lca\.feedforward\.', 'lca.mlp.'),
+)
+CEIT_CLASSIFIER_ONLY = ('lca.', 'pos_layer_embed', 'norm.', 'head.')
+
+
+def _is_square(n: int) -> bool:
+    return n >= 0 and math.isqrt(n) ** 2 == n
+
+
+def adapt_pos_embed(sd, model, notes) -> None:
+    """Fit ``sd['pos_embed']`` (and the prefix tokens) to ``model``: its prefix count and its grid."""
+    if 'pos_embed' not in sd:
+        return
+    pos = sd['pos_embed']
+    if pos.dim() != 3 or pos.shape[0] != 1:
+        raise CheckpointError(f'pos_embed has shape {tuple(pos.shape)}; expected (1, tokens, channels)')
+    prefix_in_ckpt = sum(k in sd for k in PREFIX_TOKENS)
+    n = pos.shape[1]
+    if _is_square(n - prefix_in_ckpt):
+        pos_prefix = prefix_in_ckpt
+    elif _is_square(n):  # position embedding for the patches only (no_embed_class layouts)
+        pos_prefix = 0
+    else:
+        raise CheckpointError(f'pos_embed has {n} positions and the checkpoint {prefix_in_ckpt} prefix tokens: '
+                              'not a square grid; is this a plain ViT / CeiT checkpoint?')
+    grid = math.isqrt(n - pos_prefix)
+    prefix_pos, patch_pos = pos[:, :pos_prefix], pos[:, pos_prefix:]
+    if 'dist_token' in sd:
+        sd.pop('dist_token')
+        prefix_pos = prefix_pos[:, :1]
+        notes.append('DeiT distillation token and its position dropped')
+    want_prefix = model.num_prefix_tokens
+    if want_prefix == 0:
+        if 'cls_token' in sd:
+            sd.pop('cls_token')
+            notes.append('class token and its position dropped (the backbone runs without one)')
+        prefix_pos = prefix_pos[:, :0]
+    elif prefix_pos.shape[1] == 0:
+        prefix_pos = pos.new_zeros(1, 1, pos.shape[-1])
+        notes.append('the checkpoint has no class-token position; it starts at zero')
+    new_grid = tuple(model.pos_grid)
+    patch_pos = resize_abs_pos_embed(patch_pos, new_grid, num_prefix_tokens=0, old_size=(grid, grid))
+    if (grid, grid) != new_grid:
+        notes.append(f'pos_embed interpolated from {grid}x{grid} to {new_grid[0]}x{new_grid[1]}')
+    sd['pos_embed'] = torch.cat([prefix_pos, patch_pos], dim=1)
+
+
+@register_converter('VisionTransformer')
+def convert_vit(sd, model, notes):
+    if any(k.startswith('i2t.') or '.leff.' in k for k in sd):
+        raise CheckpointError('this is a CeiT checkpoint (i2t / leff keys); load it into vitdense.CeiT')
+    dropped = sorted({k.split('.')[0] for k in sd if k.startswith(CLASSIFIER_ONLY)})
+    sd = {k: v for k, v in sd.items() if not k.startswith(CLASSIFIER_ONLY)}
+    if dropped:
+        notes.append(f"classifier parts dropped: {', '.join(dropped)}")
+    adapt_pos_embed(sd, model, notes)
+    return sd
+
+
+def ceit_official_to_vitdense(sd):
+    out = {}
+    for k, v in sd.items():
+        for pattern, repl in CEIT_OFFICIAL_RENAMES:
+            k = re.sub(pattern, repl, k)
+        out[k] = v
+    return out
+
+
+@register_converter('CeiT', 'CeiTClassifier')
+def convert_ceit(sd, model, notes):
+    if any(k.startswith('i2t.') for k in sd):
+        sd = ceit_official_to_vitdense(sd)
+        notes.append('coeusguo/ceit layout remapped')
+        final_act = [m.final_act for m in model.modules() if hasattr(m, 'final_act')]
+        if any(final_act):
+            notes.append("coeusguo/ceit's code has no GELU after the LeFF's last BN; set leff_final_act=False "
+                         'to reproduce it exactly')
+    if type(model).__name__ == 'CeiT':
+        dropped = sorted({k.split('.')[0] for k in sd if k.startswith(CEIT_CLASSIFIER_ONLY)})
+        sd = {k: v for k, v in sd.items() if not k.startswith(CEIT_CLASSIFIER_ONLY)}
+        if dropped:
+            notes.append(f"classifier parts dropped: {', '.join(dropped)}")
+    adapt_pos_embed(sd, model, notes)
+    return sd

@@ -1,0 +1,278 @@
+"""Plain ViT (Dosovitskiy et al. 2021; DeiT, Touvron et al. 2021; AugReg, Steiner et al. 2022) as a
+dense-prediction backbone, with ViTDet's multi-scale adaptation (Li et al., ECCV 2022).
+
+Weights: patch embedding, class token, position embedding and blocks are timm's (``patch_embed.proj``,
+``cls_token``, ``pos_embed``, ``blocks.i.{norm1,attn.qkv,attn.proj,norm2,mlp.fc1,mlp.fc2}``; the blocks are
+timm's ``Block`` / ``Attention``, so attention runs through SDPA), so ``vit_*_patch16_224`` / ``deit_*`` state
+dicts and the official DeiT release load as they are (:mod:`vitdense.checkpoint.vit` drops the classifier and
+resizes the position embedding).
+
+What dense prediction adds:
+
+* any input H x W >= 32: the image is zero-padded to a multiple of the patch, the token grid is
+  ceil(H / 16) x ceil(W / 16), and the absolute position embedding (stored for the ``img_size`` grid; a
+  checkpoint made for another grid is resampled once at load time) is bicubically resampled to the current
+  grid in every forward, the way timm's ``dynamic_img_size=True`` does.
+* a pyramid: the last token map goes through :class:`vitdense.models.necks.SimpleFeaturePyramid` (ViTDet:
+  deconvolutions x4 / x2, identity, max-pool /2) *inside* the backbone, then a LayerNorm per level. Keeping
+  the adapter in the backbone keeps the DenseBackbone contract that every config relies on (a 4-level NCHW
+  pyramid at strides 4/8/16/32 of ceil sizes, output norms, out_indices, frozen stages, lr-decay depths), so
+  mmdet's FPN and mmseg's UperNet take a ViT exactly like Swin or ConvNeXt; the same module is registered as
+  a neck for single-map backbones.
+* optional windowed attention (ViTDet): ``window_size`` > 0 makes every block not listed in
+  ``global_attn_indexes`` attend inside non-overlapping windows. The map is zero-padded to whole windows
+  internally and the padded keys are masked out, so a window's output never depends on the padding (ViTDet
+  lets the zero tokens take part; with the mask, a window covering the whole map equals global attention).
+  Windows have no place for a class token: windowed models run with ``with_cls_token=False`` (ViTDet drops
+  it too) and the converter drops the token and its position.
+* stages for freezing and stage-wise lr decay: the stem (patch embedding, class token, position embedding),
+  then 4 equal groups of blocks (3 each for depth 12); stage k also owns pyramid level k - 1 and its norm.
+* layer-wise lr decay (ViTDet 0.7, ViT-Adapter 0.95): stem depth 0, block i depth i + 1, everything after
+  the blocks (pyramid, output norms) depth ``depth + 1``; ``num_depths = depth + 2``.
+
+For ImageNet classification use timm's own model (``timm.create_model('deit_small_patch16_224')``): its
+trunk has exactly these parameter names, so weights move between the two without conversion.
+"""
+from functools import partial
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+import torch.utils.checkpoint as cp
+from timm.layers import LayerNorm2d, PatchEmbed, resample_abs_pos_embed, to_2tuple, trunc_normal_
+from timm.models.vision_transformer import Block
+
+from vitdense.registry import MODELS
+from ..layers import pad_to_multiple, window_padding_mask, window_partition, window_reverse
+from ..necks.simple_pyramid import SimpleFeaturePyramid
+from .base import DenseBackbone
+
+
+def windowed_attention(attn: nn.Module, x: torch.Tensor, hw: Tuple[int, int], window_size: int,
+                       key_mask: Optional[torch.Tensor]) -> torch.Tensor:
+    """Run ``attn`` (timm ``Attention``) on (B, H*W, C) tokens, globally (``window_size`` 0) or inside
+    non-overlapping windows of the H x W grid, zero-padded to whole windows; ``key_mask`` (B * nW, 1, 1, N)
+    keeps padded positions out of the keys (None when nothing is padded)."""
+    if not window_size:
+        return attn(x)
+    B, N, C = x.shape
+    H, W = hw
+    window = (window_size, window_size)
+    x = pad_to_multiple(x.view(B, H, W, C), window)
+    Hp, Wp = x.shape[1:3]
+    x = attn(window_partition(x, window), attn_mask=key_mask)
+    return window_reverse(x, window, Hp, Wp)[:, :H, :W].reshape(B, N, C)
+
+
+class ViTBlock(Block):
+    """timm's pre-norm ViT block (same parameters), attending globally or inside windows of the grid."""
+
+    def __init__(self, dim: int, num_heads: int, window_size: int = 0, **kwargs):
+        super().__init__(dim, num_heads, **kwargs)
+        self.window_size = window_size
+
+    def forward(self, x: torch.Tensor, hw: Tuple[int, int], key_mask: Optional[torch.Tensor] = None):
+        attn = windowed_attention(self.attn, self.norm1(x), hw, self.window_size, key_mask)
+        x = x + self.drop_path1(self.ls1(attn))
+        return x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
+
+
+class TokenEncoder:
+    """What ViT-like models share (a mixin for nn.Modules with ``patch_embed`` (image -> NHWC tokens) and
+    ``blocks`` (each ``block(x, hw, key_mask)``)): class token and resampled position embedding, the block
+    loop with activation checkpointing and the window key mask."""
+
+    def _init_tokens(self, embed_dim: int, pos_grid: Tuple[int, int], with_cls_token: bool) -> None:
+        self.num_prefix_tokens = int(with_cls_token)
+        self.pos_grid = tuple(pos_grid)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim)) if with_cls_token else None
+        self.pos_embed = nn.Parameter(torch.zeros(1, self.num_prefix_tokens + pos_grid[0] * pos_grid[1],
+                                                  embed_dim))
+        trunc_normal_(self.pos_embed, std=0.02)
+        if self.cls_token is not None:
+            trunc_normal_(self.cls_token, std=0.02)
+
+    def embed(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
+        """Image -> (B, prefix + H*W, C) tokens with position embedding, and the grid (H, W)."""
+        x = self.patch_embed(x)
+        B, H, W, C = x.shape
+        x = x.reshape(B, H * W, C)
+        pos_embed = resample_abs_pos_embed(self.pos_embed, new_size=[H, W], old_size=list(self.pos_grid),
+                                           num_prefix_tokens=self.num_prefix_tokens)
+        if self.cls_token is not None:
+            x = torch.cat([self.cls_token.expand(B, -1, -1), x], dim=1)
+        return x + pos_embed, (H, W)
+
+    def key_mask(self, x: torch.Tensor, hw: Tuple[int, int]) -> Optional[torch.Tensor]:
+        ws = getattr(self, 'window_size', 0)
+        if not ws or (hw[0] % ws == 0 and hw[1] % ws == 0):
+            return None
+        mask = window_padding_mask(hw[0], hw[1], (ws, ws), device=x.device)  # nW, N
+        nW, N = mask.shape
+        return mask[None].expand(x.shape[0], nW, N).reshape(-1, 1, 1, N)
+
+    def run_blocks(self, x: torch.Tensor, hw: Tuple[int, int], collect_cls: bool = False):
+        """Blocks in order; with ``collect_cls`` also the class token after every block (B, depth, C)."""
+        mask = self.key_mask(x, hw)
+        class_tokens = []
+        for block in self.blocks:
+            if self.with_cp and x.requires_grad:
+                x = cp.checkpoint(block, x, hw, mask, use_reentrant=False)
+            else:
+                x = block(x, hw, mask)
+            if collect_cls:
+                class_tokens.append(x[:, 0])
+        return (x, torch.stack(class_tokens, dim=1)) if collect_cls else x
+
+
+class PlainBackbone(TokenEncoder, DenseBackbone):
+    """A single-scale token encoder turned into a DenseBackbone by a simple feature pyramid (shared by
+    :class:`VisionTransformer` and :class:`vitdense.models.backbones.CeiT`). Subclasses build
+    ``patch_embed`` and ``blocks`` and then call :meth:`_init_dense`."""
+    arch_settings = {}
+
+    def resolve_arch(self, arch):
+        if isinstance(arch, dict):
+            return arch
+        if arch not in self.arch_settings:
+            raise ValueError(f"unknown {type(self).__name__} arch '{arch}'; choose one of "
+                             f"{sorted(self.arch_settings)} or pass a dict(embed_dim=, depth=, num_heads=)")
+        return self.arch_settings[arch]
+
+    @staticmethod
+    def check_windows(depth: int, window_size: int, global_attn_indexes: Sequence[int],
+                      with_cls_token: bool) -> Tuple[int, ...]:
+        global_attn_indexes = tuple(global_attn_indexes)
+        if window_size < 0:
+            raise ValueError(f'window_size={window_size} must be 0 (global attention) or a positive size')
+        bad = [i for i in global_attn_indexes if not 0 <= i < depth]
+        if bad:
+            raise ValueError(f'global_attn_indexes {global_attn_indexes} must index blocks 0..{depth - 1}')
+        if window_size and with_cls_token:
+            raise ValueError('windowed attention has no place for a class token; set with_cls_token=False '
+                             '(the converter then drops the checkpoint\'s class token)')
+        return global_attn_indexes
+
+    def _init_dense(self, embed_dim: int, img_size, with_cls_token: bool, with_cp: bool) -> None:
+        self.embed_dim = embed_dim
+        self.depth = len(self.blocks)
+        self.with_cp = with_cp
+        img_size = to_2tuple(img_size)
+        self._init_tokens(embed_dim, (img_size[0] // 16, img_size[1] // 16), with_cls_token)
+        # block i belongs to stage i * 4 // depth (4 equal groups when depth is a multiple of 4)
+        self.block_stage = [i * self.num_stages // self.depth for i in range(self.depth)]
+        self.pyramid = SimpleFeaturePyramid(embed_dim, scale_factors=(4.0, 2.0, 1.0, 0.5), input_stride=16,
+                                            out_indices=self.out_indices)
+        self.num_features = [embed_dim // 4, embed_dim // 2, embed_dim, embed_dim]
+        self.out_norms = nn.ModuleList([
+            LayerNorm2d(self.num_features[i]) if i in self.out_indices else nn.Identity()
+            for i in range(self.num_stages)])
+
+    @staticmethod
+    def _init_linear(m):
+        if isinstance(m, nn.Linear):
+            trunc_normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+    def forward_tokens(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
+        """Tokens after the last block (B, prefix + H*W, C), before any norm, and the grid (H, W)."""
+        x, hw = self.embed(x)
+        return self.run_blocks(x, hw), hw
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        self.check_input(x)
+        image_size = tuple(x.shape[-2:])
+        tokens, (H, W) = self.forward_tokens(x)
+        grid = tokens[:, self.num_prefix_tokens:].transpose(1, 2).reshape(x.shape[0], -1, H, W)
+        maps = self.pyramid(grid, image_size=image_size)
+        return tuple(self.out_norms[i](m) for i, m in zip(self.out_indices, maps))
+
+    # ---- freezing -------------------------------------------------------------------------------------
+    def frozen_modules(self) -> List[nn.Module]:
+        mods = [self.patch_embed]
+        for stage in range(self.frozen_stages):
+            mods += [b for b, s in zip(self.blocks, self.block_stage) if s == stage]
+            mods += [self.pyramid.levels[stage], self.out_norms[stage]]
+        return mods
+
+    def _freeze(self) -> None:
+        super()._freeze()
+        if self.frozen_stages >= 0:  # the stem's bare parameters
+            for p in (self.cls_token, self.pos_embed):
+                if p is not None:
+                    p.requires_grad = False
+
+    # ---- lr decay -------------------------------------------------------------------------------------
+    def get_layer_depth(self, param_name: str, mode: str = 'layer_wise') -> Tuple[int, int]:
+        """layer_wise: stem 0, block i i + 1, the rest (pyramid, output norms) depth + 1 (ViTDet / BEiT);
+        stage_wise: stem 0, stage s (a group of blocks) s + 1, the rest 5."""
+        parts = param_name.split('.')
+        is_stem = parts[0] in ('patch_embed', 'cls_token', 'pos_embed')
+        if mode == 'stage_wise':
+            num = self.num_stages + 2
+            if is_stem:
+                return 0, num
+            if parts[0] == 'blocks':
+                return self.block_stage[int(parts[1])] + 1, num
+            return num - 1, num
+        if mode != 'layer_wise':
+            raise ValueError(f"mode must be 'layer_wise' or 'stage_wise', got '{mode}'")
+        num = self.depth + 2
+        if is_stem:
+            return 0, num
+        if parts[0] == 'blocks':
+            return int(parts[1]) + 1, num
+        return num - 1, num
+
+
+@MODELS.register_module()
+class VisionTransformer(PlainBackbone):
+    """Plain ViT / DeiT with a ViTDet pyramid.
+
+    Args:
+        arch: 'tiny' (DeiT-T) | 'small' (DeiT-S, AugReg ViT-S) | 'base' (DeiT-B, AugReg ViT-B) | 'large', or
+            dict(embed_dim=, depth=, num_heads=). The layouts are shared; the checkpoint decides the weights.
+        img_size: the grid the position embedding is stored (and learned) for, e.g. 224 for ImageNet weights
+            used as they are, 512 for 512 x 512 segmentation crops (the checkpoint is resampled at load).
+        patch_size: 16 (the pyramid assumes stride-16 tokens).
+        with_cls_token: keep the class token in the sequence (timm parity); must be False with windows.
+        window_size / global_attn_indexes: ViTDet windowed attention (0: global everywhere), e.g. 14 and
+            (2, 5, 8, 11).
+        drop_path_rate: stochastic depth, linear over blocks.
+        out_indices / frozen_stages / with_cp / init_cfg: see :class:`DenseBackbone`.
+    """
+    arch_settings = {
+        'tiny': dict(embed_dim=192, depth=12, num_heads=3),
+        'small': dict(embed_dim=384, depth=12, num_heads=6),
+        'base': dict(embed_dim=768, depth=12, num_heads=12),
+        'large': dict(embed_dim=1024, depth=24, num_heads=16),
+    }
+
+    def __init__(self, arch='small', img_size=224, patch_size: int = 16, in_channels: int = 3,
+                 mlp_ratio: float = 4.0, qkv_bias: bool = True, with_cls_token: bool = True,
+                 window_size: int = 0, global_attn_indexes: Sequence[int] = (), drop_path_rate: float = 0.1,
+                 out_indices=(0, 1, 2, 3), frozen_stages: int = -1, with_cp: bool = False, init_cfg=None):
+        super().__init__(out_indices, frozen_stages, in_channels, init_cfg)
+        settings = self.resolve_arch(arch)
+        embed_dim, depth, num_heads = settings['embed_dim'], settings['depth'], settings['num_heads']
+        if patch_size != 16:
+            raise ValueError(f'VisionTransformer patch_size={patch_size}: the pyramid expects stride-16 tokens '
+                             '(patch_size=16)')
+        self.global_attn_indexes = self.check_windows(depth, window_size, global_attn_indexes, with_cls_token)
+        self.window_size = window_size
+        self.patch_embed = PatchEmbed(img_size=None, patch_size=patch_size, in_chans=in_channels,
+                                      embed_dim=embed_dim, output_fmt='NHWC', strict_img_size=False,
+                                      dynamic_img_pad=True)
+        dpr = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]  # linear, as timm
+        self.blocks = nn.ModuleList([
+            ViTBlock(embed_dim, num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, drop_path=dpr[i],
+                     norm_layer=partial(nn.LayerNorm, eps=1e-6),
+                     window_size=0 if i in self.global_attn_indexes else window_size)
+            for i in range(depth)])
+        self._init_dense(embed_dim, img_size, with_cls_token, with_cp)
+        self.blocks.apply(self._init_linear)
+        self._freeze()

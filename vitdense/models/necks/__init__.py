@@ -1,0 +1,3 @@
+from .simple_pyramid import SimpleFeaturePyramid
+
+__all__ = ['SimpleFeaturePyramid']
