@@ -1,5 +1,5 @@
 # Swin-T Mask R-CNN on the bundled real mini COCO (7 images), from scratch: the main job on a CPU.
-# Start from ImageNet weights with --cfg-options model.backbone.init_cfg.checkpoint=PATH (and lower the lr).
+# To start from ImageNet weights, set init_cfg=dict(type='Pretrained', checkpoint=PATH) here (and lower the lr).
 _base_ = [
     '../_base_/models/mask-rcnn_swin-t_fpn.py', '../_base_/datasets/coco_mini.py',
     '../_base_/schedules/mini_det.py', '../_base_/optimizers/adamw_swin-det.py'
