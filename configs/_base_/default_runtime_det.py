@@ -7,5 +7,5 @@ custom_imports = dict(imports=['vitdense.models', 'vitdense.engine', 'vitdense.d
 default_hooks = dict(checkpoint=dict(type='vitdense.AtomicCheckpointHook'))
 custom_hooks = [dict(type='vitdense.SafeCheckpointHook'), dict(type='vitdense.RandomStateHook'),
                 dict(type='vitdense.FiniteLossHook')]
-# TensorBoard: uncomment, or pass --cfg-options visualizer.vis_backends.1.type=TensorboardVisBackend
+# TensorBoard: uncomment the next line (a dict cannot be passed through --cfg-options).
 # visualizer = dict(vis_backends=[dict(type='LocalVisBackend'), dict(type='TensorboardVisBackend')])
