@@ -26,6 +26,14 @@ class _ListingRegistry(Registry):
                            f"available: {available}")
         return obj
 
+    def build(self, cfg, *args, **kwargs):
+        # mmengine builds inside the current default scope (mmdet, mmseg, mmengine...), where an unscoped
+        # vitdense name is unknown; a build through a vitdense registry means vitdense, so say so.
+        if isinstance(cfg, dict) and isinstance(cfg.get('type'), str) and '.' not in cfg['type']:
+            cfg = cfg.copy()
+            cfg['type'] = f'{self.scope}.{cfg["type"]}'
+        return super().build(cfg, *args, **kwargs)
+
 
 MODELS = _ListingRegistry('model', parent=MMENGINE_MODELS, scope='vitdense',
                           locations=['vitdense.models'])
