@@ -4,14 +4,14 @@ _base_ = './ade20k.py'
 data_root = '{{ fileDirname }}/../../../data/mini/ade20k_mini/ADEChallengeData2016'
 crop_size = (256, 256)
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='vitdense.LoadImage'),
     dict(type='LoadAnnotations', reduce_zero_label=True),
     dict(type='RandomResize', scale=(512, 256), ratio_range=(0.75, 1.5), keep_ratio=True),
     dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackSegInputs')]
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='vitdense.LoadImage'),
     dict(type='Resize', scale=(512, 256), keep_ratio=True),
     dict(type='LoadAnnotations', reduce_zero_label=True),
     dict(type='PackSegInputs')]

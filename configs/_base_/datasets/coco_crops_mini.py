@@ -5,13 +5,13 @@
 data_root = '{{ fileDirname }}/../../../data/mini/coco_crops_mini/'
 num_classes = 5
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='vitdense.LoadImage'),
     dict(type='RandomResizedCrop', scale=96, crop_ratio_range=(0.6, 1.0), backend='pillow',
          interpolation='bicubic'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='PackInputs')]
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='vitdense.LoadImage'),
     dict(type='ResizeEdge', scale=96, edge='short', backend='pillow', interpolation='bicubic'),
     dict(type='CenterCrop', crop_size=96),
     dict(type='PackInputs')]

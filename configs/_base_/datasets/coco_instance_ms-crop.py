@@ -3,7 +3,7 @@ _base_ = './coco_instance.py'
 scales = [(480, 1333), (512, 1333), (544, 1333), (576, 1333), (608, 1333), (640, 1333), (672, 1333),
           (704, 1333), (736, 1333), (768, 1333), (800, 1333)]
 train_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=None),
+    dict(type='vitdense.LoadImage'),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(type='RandomFlip', prob=0.5),
     dict(type='RandomChoice', transforms=[

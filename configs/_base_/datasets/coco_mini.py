@@ -4,12 +4,12 @@ _base_ = './coco_instance.py'
 data_root = '{{ fileDirname }}/../../../data/mini/coco_val2017_mini/'
 img_scale = (512, 384)
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='vitdense.LoadImage'),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(type='Resize', scale=img_scale, keep_ratio=True),
     dict(type='PackDetInputs')]
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='vitdense.LoadImage'),
     dict(type='Resize', scale=img_scale, keep_ratio=True),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor'))]

@@ -6,7 +6,7 @@ data_root = 'data/imagenet'
 bgr_mean = [103.53, 116.28, 123.675]
 bgr_std = [57.375, 57.12, 58.395]
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='vitdense.LoadImage'),
     dict(type='RandomResizedCrop', scale=224, backend='pillow', interpolation='bicubic'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='RandAugment', policies='timm_increasing', num_policies=2, total_level=10, magnitude_level=9,
@@ -15,7 +15,7 @@ train_pipeline = [
          fill_color=bgr_mean, fill_std=bgr_std),
     dict(type='PackInputs')]
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='vitdense.LoadImage'),
     dict(type='ResizeEdge', scale=256, edge='short', backend='pillow', interpolation='bicubic'),
     dict(type='CenterCrop', crop_size=224),
     dict(type='PackInputs')]
