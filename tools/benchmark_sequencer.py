@@ -1,11 +1,12 @@
 """Time vitdense's Sequencer2D trunk against timm's ``sequencer2d_*`` on the same input, in one run.
 
 Both models hold the same (timm-initialised) weights; each size is timed as the median of ``--repeats``
-forward passes under ``torch.no_grad()`` after ``--warmup`` passes, alternating the models so drifting
-machine load hits both alike (medians, and minima as a noise check). The trunk is compared on identical work (timm
+forward passes under ``torch.no_grad()`` after ``--warmup`` passes, interleaving the models in a rotating order
+so drifting machine load and allocator state hit all alike (medians, and minima as a noise check). The trunk is compared on identical work (timm
 ``forward_intermediates`` NHWC stage maps vs vitdense ``forward_trunk``, no padding); the full 4-level
-pyramid (padding to a multiple of 14, resampling, output norms) is timed too. The ratio column is
-timm_time / vitdense_trunk_time (>= 1.0: vitdense is not slower). On a busy CPU, ``--threads 1`` avoids
+pyramid (padding to a multiple of 14, resampling, output norms) is timed too. The ratio columns are
+timm_time / vitdense_trunk_time (>= 1.0: vitdense is not slower), of the medians and of the minima (the minima
+are the steadier on a shared machine: noise only ever adds time). On a busy CPU, ``--threads 1`` avoids
 OpenMP threads spin-waiting for each other. Example::
 
     python tools/benchmark_sequencer.py --sizes 512x512 800x1216 --repeats 3
@@ -84,20 +85,23 @@ def main():
                 for fn in models.values():
                     fn(x)
             times = {name: [] for name in models}
-            for _ in range(args.repeats):
-                for name, fn in models.items():
-                    times[name].append(timed(fn, x, device))
+            order = list(models)
+            for _ in range(args.repeats):  # rotate the order: no model always runs right after the same one
+                for name in order:
+                    times[name].append(timed(models[name], x, device))
+                order = order[1:] + order[:1]
             med = {name: statistics.median(t) * 1e3 for name, t in times.items()}
             low = {name: min(t) * 1e3 for name, t in times.items()}
             rows.append((f'{hw[0]}x{hw[1]}', med['timm'], med['vitdense_trunk'], med['timm'] / med['vitdense_trunk'],
-                         low['timm'], low['vitdense_trunk'], med['vitdense_pyramid'], err))
+                         low['timm'], low['vitdense_trunk'], low['timm'] / low['vitdense_trunk'],
+                         med['vitdense_pyramid'], err))
     header = ('input', 'timm ms', 'vitdense trunk ms', 'timm/vitdense', 'timm min ms', 'vitdense trunk min ms',
-              'vitdense pyramid ms', 'max rel err')
+              'timm/vitdense (min)', 'vitdense pyramid ms', 'max rel err')
     print('| ' + ' | '.join(header) + ' |')
     print('|' + '|'.join('---' for _ in header) + '|')
-    for size, t_ref, t_ours, ratio, min_ref, min_ours, t_pyr, err in rows:
-        print(f'| {size} | {t_ref:.1f} | {t_ours:.1f} | {ratio:.2f}x | {min_ref:.1f} | {min_ours:.1f} | {t_pyr:.1f} '
-              f'| {err:.1e} |')
+    for size, t_ref, t_ours, ratio, min_ref, min_ours, min_ratio, t_pyr, err in rows:
+        print(f'| {size} | {t_ref:.1f} | {t_ours:.1f} | {ratio:.2f}x | {min_ref:.1f} | {min_ours:.1f} | {min_ratio:.2f}x '
+              f'| {t_pyr:.1f} | {err:.1e} |')
 
 
 if __name__ == '__main__':

@@ -1,9 +1,9 @@
 """Inference on images with vitdense configs + checkpoints, through mmdet's / mmseg's own inferencers.
 
-``mmdet.apis.DetInferencer`` and ``mmseg.apis.MMSegInferencer`` run vitdense configs + checkpoints: the configs
-carry ``default_scope`` and ``custom_imports`` (imported when the config is read), and the checkpoints
-``tools/train.py`` writes are ``weights_only``-loadable and hold ``meta.dataset_meta`` (class names, palette),
-which the inferencers read.
+``mmdet.apis.DetInferencer(model=CONFIG, weights=CKPT)`` and ``mmseg.apis.MMSegInferencer(model=CONFIG,
+weights=CKPT)`` work with vitdense configs as they are: the configs carry ``default_scope`` and
+``custom_imports`` (imported when the config is read), and the checkpoints ``tools/train.py`` writes are
+``weights_only``-loadable and hold ``meta.dataset_meta`` (class names, palette), which the inferencers read.
 
 :func:`build_inferencer` adds what a command-line tool needs on top:
 
@@ -11,8 +11,6 @@ which the inferencers read.
 * class names and palette from the config's test dataset when the checkpoint has none (a converted or
   hand-saved checkpoint): the inferencers would otherwise fall back to COCO (mmdet) or Cityscapes (mmseg)
   classes, which breaks drawing for a 150-class ADE20K model;
-* the test pipeline's ``vitdense.LoadImage`` named ``LoadImageFromFile`` again: both inferencers look the
-  loader up by that name to put their own in its place (which also takes in-memory arrays);
 * ``score_thr``: a display threshold below the detector's own ``test_cfg`` ``score_thr`` (0.05) also lowers
   the latter, so low-confidence boxes (e.g. of a barely trained model) reach the picture.
 """
@@ -76,9 +74,6 @@ def build_inferencer(config: str, weights: Optional[str], device: Optional[str] 
         raise UserError(f"{config}: no inferencer for scope '{cfg.default_scope}' "
                         f'(supported: {sorted(INFERENCERS)})')
     meta = checkpoint_dataset_meta(weights) if weights else None
-    for transform in cfg.test_dataloader.dataset.get('pipeline', []):
-        if transform.get('type') == 'vitdense.LoadImage':
-            transform['type'] = 'LoadImageFromFile'
     if score_thr is not None and cfg.default_scope == 'mmdet':
         lower_score_thresholds(cfg.model.get('test_cfg'), score_thr)
     module, name = INFERENCERS[cfg.default_scope]

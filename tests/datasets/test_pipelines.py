@@ -1,6 +1,7 @@
-"""Every dataset pipeline loads images with vitdense.LoadImage, so unusual files reach the model as 3-channel
+"""Every training pipeline loads images with vitdense.LoadImage, so unusual files reach the model as 3-channel
 8-bit images (or stop with one line) through the configs users train with, not only when the transform is
-called directly."""
+called directly. Test pipelines keep mmcv's LoadImageFromFile: mmdet's / mmseg's inferencers find the loader by
+that name to put their own (which also takes arrays) in its place."""
 import json
 import os
 import shutil
@@ -31,13 +32,14 @@ def datasets(cfg):
 
 
 @pytest.mark.parametrize('path', CONFIGS)
-def test_every_config_loads_images_with_vitdense_loader(path):
+def test_every_config_trains_on_images_loaded_by_vitdense(path):
     cfg = Config.fromfile(os.path.join(REPO, path))
     assert 'vitdense.datasets' in cfg.custom_imports.imports
     found = list(datasets(cfg))
     assert len(found) >= 3
     for split, dataset in found:
-        assert dataset.pipeline[0]['type'] == 'vitdense.LoadImage', f'{split}: {dataset.pipeline[0]}'
+        want = 'vitdense.LoadImage' if split.startswith('train') else 'LoadImageFromFile'
+        assert dataset.pipeline[0]['type'] == want, f'{split}: {dataset.pipeline[0]}'
 
 
 def test_gray_rgba_and_16bit_files_train_through_the_mini_coco_config(tmp_path):
@@ -62,9 +64,9 @@ def test_gray_rgba_and_16bit_files_train_through_the_mini_coco_config(tmp_path):
 
     cfg = Config.fromfile(os.path.join(REPO, 'configs', 'swin', 'mask-rcnn_swin-t-p4-w7_fpn_mini-coco.py'))
     init_default_scope('mmdet')
-    dataset_cfg = cfg.test_dataloader.dataset
+    dataset_cfg = cfg.train_dataloader.dataset
     dataset_cfg.data_root = str(root) + '/'
-    dataset_cfg.pipeline = [dict(type='vitdense.LoadImage'), dict(type='PackDetInputs')]  # no resize: exact pixels
+    dataset_cfg.pipeline = [dataset_cfg.pipeline[0], dict(type='PackDetInputs')]  # the config's loader, no resize
     dataset = DATASETS.build(dataset_cfg)
     by_name = {os.path.relpath(dataset.get_data_info(i)['img_path'], root): i for i in range(len(dataset))}
     expected = {names[0]: np.repeat(gray[..., None], 3, 2), names[1]: originals[names[1]]}

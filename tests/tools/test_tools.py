@@ -144,11 +144,9 @@ def test_demo_detection_draws_boxes(tmp_path):
     edge = np.abs(drawn[y1:y2 + 1, x1:x1 + 2] - raw[y1:y2 + 1, x1:x1 + 2]).mean()  # the box's left edge
     assert edge > 20
 
-    # mmdet's own inferencer, built for the config and checkpoint as they are; the vitdense loader of the test
-    # pipeline is handed to the inferencer under the name it replaces with its own loader
-    from vitdense.inference import build_inferencer
-    inferencer = build_inferencer(DET_MINI, checkpoint, device='cpu')
-    assert type(inferencer).__name__ == 'DetInferencer'
+    # mmdet's own inferencer takes the vitdense config path and the checkpoint as they are
+    from mmdet.apis import DetInferencer
+    inferencer = DetInferencer(model=DET_MINI, weights=checkpoint, device='cpu', show_progress=False)
     assert inferencer.model.dataset_meta['classes'][0] == 'person'
     assert set(inferencer(image)['predictions'][0]) >= {'bboxes', 'scores', 'labels'}
 

@@ -14,8 +14,9 @@ empty (0 bytes)               OpenCV assertion, no file name              one-li
 ============================  ==========================================  =====================================
 
 8-bit files are decoded exactly as mmcv does (the same pixels, EXIF orientation applied); 16-bit PNG and TIFF
-files are decoded unchanged and converted here. Pipelines use it in place of ``LoadImageFromFile`` (same
-arguments): ``dict(type='vitdense.LoadImage')``.
+files are decoded unchanged and converted here. vitdense's training pipelines use it in place of
+``LoadImageFromFile`` (same arguments): ``dict(type='vitdense.LoadImage')``. Test pipelines keep mmcv's loader,
+which mmdet's / mmseg's inferencers look up by name to substitute their own.
 """
 from typing import Optional
 

@@ -15,7 +15,7 @@ train_pipeline = [
          fill_color=bgr_mean, fill_std=bgr_std),
     dict(type='PackInputs')]
 test_pipeline = [
-    dict(type='vitdense.LoadImage'),
+    dict(type='LoadImageFromFile'),  # the name the inferencers replace
     dict(type='ResizeEdge', scale=256, edge='short', backend='pillow', interpolation='bicubic'),
     dict(type='CenterCrop', crop_size=224),
     dict(type='PackInputs')]
