@@ -8,7 +8,28 @@ import math
 from typing import NamedTuple, Optional, Tuple
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
+from timm.layers import trunc_normal_
+
+
+def init_transformer_weights(m: nn.Module) -> None:
+    """The ViT / Swin initialisation (``module.apply``): linears truncated normal (std 0.02) with zero bias,
+    LayerNorms one / zero."""
+    if isinstance(m, nn.Linear):
+        trunc_normal_(m.weight, std=0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.LayerNorm):
+        nn.init.ones_(m.weight)
+        nn.init.zeros_(m.bias)
+
+
+def pad_nchw_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Zero-pad an (..., H, W) map at the bottom / right to multiples of ``multiple`` (no copy if it fits)."""
+    H, W = x.shape[-2:]
+    pad_h, pad_w = (-H) % multiple, (-W) % multiple
+    return F.pad(x, (0, pad_w, 0, pad_h)) if pad_h or pad_w else x
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: Tuple[int, int]) -> torch.Tensor:

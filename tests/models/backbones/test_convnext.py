@@ -75,3 +75,12 @@ def test_frozen_with_cp_and_layer_depth():
     assert model.get_layer_depth('stages.3.downsample.1.weight', 'stage_wise') == (0, 6)
     assert model.get_layer_depth('stages.3.blocks.2.gamma', 'stage_wise') == (4, 6)
     assert ConvNeXt(arch='small').get_layer_depth('stages.3.blocks.0.gamma') == (12, 14)
+
+
+def test_arch_by_name_or_dict_and_unknown_names_in_one_line():
+    custom = ConvNeXt(arch=dict(depths=(1, 1, 1, 1), dims=(8, 16, 32, 64)), drop_path_rate=0.0)
+    assert custom.num_features == [8, 16, 32, 64] and custom.depths == (1, 1, 1, 1)
+    with pytest.raises(ValueError) as info:
+        ConvNeXt(arch='huge')
+    assert str(info.value) == ("unknown ConvNeXt arch 'huge'; choose one of ['base', 'large', 'small', 'tiny', "
+                               "'xlarge'] or pass a dict(depths=, dims=)")

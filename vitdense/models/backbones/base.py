@@ -11,16 +11,28 @@
 * ``init_cfg=dict(type='Pretrained', checkpoint=PATH)`` loads ImageNet / timm / official / vitdense
   checkpoints through :mod:`vitdense.checkpoint` (key remapping, position-table interpolation, a report).
 """
-from typing import Iterable, List, Sequence, Tuple
+from typing import Iterable, List, Mapping, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 from mmengine.model import BaseModule
 
 
+def lookup_arch(owner: str, arch: Union[str, Mapping], settings: Mapping[str, dict], hint: str) -> dict:
+    """``arch`` as a settings dict: a name of ``settings`` or a dict passed through; unknown names raise one line
+    listing the names and ``hint`` (the dict form, e.g. 'dict(embed_dim=, depths=, num_heads=)')."""
+    if isinstance(arch, Mapping):
+        return dict(arch)
+    if arch not in settings:
+        raise ValueError(f"unknown {owner} arch '{arch}'; choose one of {sorted(settings)} or pass a {hint}")
+    return settings[arch]
+
+
 class DenseBackbone(BaseModule):
     num_stages = 4
     strides = (4, 8, 16, 32)
+    arch_settings: Mapping[str, dict] = {}
+    arch_hint = 'dict(embed_dim=, depths=, num_heads=)'  # the dict form of ``arch``, for error messages
 
     def __init__(self, out_indices: Sequence[int] = (0, 1, 2, 3), frozen_stages: int = -1,
                  in_channels: int = 3, init_cfg=None):
@@ -34,6 +46,9 @@ class DenseBackbone(BaseModule):
         self.out_indices = out_indices
         self.frozen_stages = frozen_stages
         self.in_channels = in_channels
+
+    def resolve_arch(self, arch) -> dict:
+        return lookup_arch(type(self).__name__, arch, self.arch_settings, self.arch_hint)
 
     # ---- input checks -------------------------------------------------------------------------------
     @property

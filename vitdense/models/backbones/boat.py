@@ -60,7 +60,7 @@ from mmengine.model import BaseModule
 from timm.layers import DropPath, Mlp, PatchEmbed, trunc_normal_
 
 from vitdense.registry import MODELS
-from ..layers import (balanced_cluster_layout, cluster_levels, clustered_attention,
+from ..layers import (balanced_cluster_layout, cluster_levels, clustered_attention, init_transformer_weights,
                       hierarchical_cluster_permutation, nhwc_to_nchw, pad_to_multiple, window_padding_mask,
                       window_partition, window_reverse)
 from .base import DenseBackbone, stochastic_depth
@@ -259,7 +259,7 @@ class BOATSwin(SwinTransformer):
         self.layers = nn.ModuleList(stages)
         self.out_norms = nn.ModuleList([
             nn.LayerNorm(dims[i]) if i in self.out_indices else nn.Identity() for i in range(self.num_stages)])
-        self.apply(self._init_linear)
+        self.apply(init_transformer_weights)
         self._freeze()
 
 
@@ -426,7 +426,7 @@ class BOATCSWin(DenseBackbone):
                  cluster_dim: Optional[int] = None,
                  out_indices=(0, 1, 2, 3), frozen_stages: int = -1, with_cp: bool = False, init_cfg=None):
         super().__init__(out_indices, frozen_stages, in_channels, init_cfg)
-        settings = SwinTransformer.resolve_arch(self, arch)
+        settings = self.resolve_arch(arch)
         embed_dim, depths, num_heads = settings['embed_dim'], settings['depths'], settings['num_heads']
         if len(stripe_widths) != self.num_stages:
             raise ValueError(f'stripe_widths needs one width per stage ({self.num_stages}), got {stripe_widths}')
@@ -446,7 +446,7 @@ class BOATCSWin(DenseBackbone):
             for i in range(self.num_stages)])
         self.out_norms = nn.ModuleList([
             nn.LayerNorm(dims[i]) if i in self.out_indices else nn.Identity() for i in range(self.num_stages)])
-        self.apply(SwinTransformer._init_linear)
+        self.apply(init_transformer_weights)
         self._freeze()
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:

@@ -36,6 +36,8 @@ from mmengine.model import BaseModule
 from timm.layers import Attention, DropPath, Mlp, to_2tuple, trunc_normal_
 
 from vitdense.registry import MODELS
+from ..layers import init_transformer_weights
+from .base import lookup_arch
 from .vit import PlainBackbone, TokenEncoder, windowed_attention
 
 LayerNorm = partial(nn.LayerNorm, eps=1e-6)
@@ -175,16 +177,6 @@ def _build_ceit_blocks(embed_dim, depth, num_heads, mlp_ratio, qkv_bias, drop_pa
         for i in range(depth)])
 
 
-def _init_ceit_weights(m):
-    if isinstance(m, nn.Linear):
-        trunc_normal_(m.weight, std=0.02)
-        if m.bias is not None:
-            nn.init.zeros_(m.bias)
-    elif isinstance(m, nn.LayerNorm):
-        nn.init.ones_(m.weight)
-        nn.init.zeros_(m.bias)
-
-
 @MODELS.register_module()
 class CeiT(PlainBackbone):
     """CeiT-T/S/B dense backbone: I2T + LeFF blocks (no LCA), then ViTDet's simple feature pyramid.
@@ -215,7 +207,7 @@ class CeiT(PlainBackbone):
                                          window_size, self.global_attn_indexes, int(with_cls_token),
                                          leff_kernel_size, leff_final_act)
         self._init_dense(embed_dim, img_size, with_cls_token, with_cp)
-        self.blocks.apply(_init_ceit_weights)
+        self.blocks.apply(init_transformer_weights)
         self._freeze()
 
 
@@ -233,10 +225,7 @@ class CeiTClassifier(TokenEncoder, BaseModule):
                  leff_kernel_size: int = 3, leff_final_act: bool = True, drop_path_rate: float = 0.1,
                  with_cp: bool = False, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
-        if not isinstance(arch, dict) and arch not in self.arch_settings:
-            raise ValueError(f"unknown CeiTClassifier arch '{arch}'; choose one of {sorted(self.arch_settings)} "
-                             'or pass a dict(embed_dim=, depth=, num_heads=)')
-        settings = arch if isinstance(arch, dict) else self.arch_settings[arch]
+        settings = lookup_arch('CeiTClassifier', arch, self.arch_settings, 'dict(embed_dim=, depth=, num_heads=)')
         embed_dim, depth, num_heads = settings['embed_dim'], settings['depth'], settings['num_heads']
         self.with_cp = with_cp
         self.window_size = 0
@@ -250,7 +239,7 @@ class CeiTClassifier(TokenEncoder, BaseModule):
         self.lca = LayerClassTokenAttention(embed_dim, num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias)
         self.norm = LayerNorm(embed_dim)
         self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
-        self.apply(_init_ceit_weights)
+        self.apply(init_transformer_weights)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Image -> (B, C) pre-logits feature (normalised LCA output)."""

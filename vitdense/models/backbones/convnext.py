@@ -11,19 +11,13 @@ from typing import List, Tuple
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from timm.layers import LayerNorm2d
 from timm.models._manipulate import checkpoint_seq
 from timm.models.convnext import ConvNeXt as TimmConvNeXt
 
 from vitdense.registry import MODELS
+from ..layers import pad_nchw_to_multiple
 from .base import DenseBackbone
-
-
-def _pad_to(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    H, W = x.shape[-2:]
-    pad_h, pad_w = (-H) % multiple, (-W) % multiple
-    return F.pad(x, (0, pad_w, 0, pad_h)) if pad_h or pad_w else x
 
 
 @MODELS.register_module()
@@ -35,6 +29,7 @@ class ConvNeXt(DenseBackbone):
         drop_path_rate: stochastic depth (published: T 0.4 det/seg, S 0.3 seg, B 0.4 seg).
         layer_scale_init_value: initial layer scale (the checkpoint overrides it).
     """
+    arch_hint = 'dict(depths=, dims=)'
     arch_settings = {
         'tiny': dict(depths=(3, 3, 9, 3), dims=(96, 192, 384, 768)),
         'small': dict(depths=(3, 3, 27, 3), dims=(96, 192, 384, 768)),
@@ -47,11 +42,7 @@ class ConvNeXt(DenseBackbone):
                  layer_scale_init_value: float = 1e-6, out_indices=(0, 1, 2, 3), frozen_stages: int = -1,
                  with_cp: bool = False, init_cfg=None):
         super().__init__(out_indices, frozen_stages, in_channels, init_cfg)
-        if isinstance(arch, str):
-            if arch not in self.arch_settings:
-                raise ValueError(f"unknown ConvNeXt arch '{arch}'; choose one of {sorted(self.arch_settings)} "
-                                 'or pass a dict(depths=, dims=)')
-            arch = self.arch_settings[arch]
+        arch = self.resolve_arch(arch)
         self.depths, dims = tuple(arch['depths']), tuple(arch['dims'])
         self.num_features = list(dims)
         trunk = TimmConvNeXt(in_chans=in_channels, num_classes=0, depths=self.depths, dims=dims,
@@ -65,11 +56,11 @@ class ConvNeXt(DenseBackbone):
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         self.check_input(x)
-        x = self.stem(_pad_to(x, 4))
+        x = self.stem(pad_nchw_to_multiple(x, 4))
         outs = []
         for i, stage in enumerate(self.stages):
             if i > 0:  # downsample = LayerNorm2d, then a 2x2 stride-2 conv: pad between the two
-                x = stage.downsample[1](_pad_to(stage.downsample[0](x), 2))
+                x = stage.downsample[1](pad_nchw_to_multiple(stage.downsample[0](x), 2))
             if self.with_cp and x.requires_grad:
                 x = checkpoint_seq(stage.blocks, x)
             else:

@@ -53,20 +53,13 @@ from typing import List, Tuple
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from timm.layers import DropPath, LayerNorm2d
 from timm.models.sequencer import Sequencer2d as TimmSequencer2d
 
 from vitdense.registry import MODELS
-from ..layers import resample_to_stride
+from ..layers import pad_nchw_to_multiple, resample_to_stride
 from .base import DenseBackbone, stochastic_depth
-
-
-def _pad_to(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    H, W = x.shape[-2:]
-    pad_h, pad_w = (-H) % multiple, (-W) % multiple
-    return F.pad(x, (0, pad_w, 0, pad_h)) if pad_h or pad_w else x
 
 
 @MODELS.register_module()
@@ -166,7 +159,7 @@ class Sequencer2D(DenseBackbone):
         H, W = x.shape[-2:]
         wanted = set(self.out_indices)
         size = {s: (-(-H // s), -(-W // s)) for s in self.strides}
-        maps = self.forward_trunk(_pad_to(x, self.trunk_strides[-1]), num_stages=4 if wanted & {2, 3} else 1)
+        maps = self.forward_trunk(pad_nchw_to_multiple(x, self.trunk_strides[-1]), num_stages=4 if wanted & {2, 3} else 1)
         levels = {}
         if wanted & {0, 1}:
             s8 = resample_to_stride(maps[0].permute(0, 3, 1, 2), self.trunk_strides[0], 8, size[8])

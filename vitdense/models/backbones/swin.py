@@ -20,7 +20,8 @@ from timm.layers.pos_embed_rel import gen_relative_position_index
 from timm.models.swin_transformer import PatchMerging
 
 from vitdense.registry import MODELS
-from ..layers import nhwc_to_nchw, pad_to_multiple, shifted_window_mask, window_partition, window_reverse
+from ..layers import (init_transformer_weights, nhwc_to_nchw, pad_to_multiple, shifted_window_mask,
+                      window_partition, window_reverse)
 from .base import DenseBackbone, stochastic_depth
 
 
@@ -172,26 +173,8 @@ class SwinTransformer(DenseBackbone):
             for i in range(self.num_stages)])
         self.out_norms = nn.ModuleList([
             nn.LayerNorm(dims[i]) if i in self.out_indices else nn.Identity() for i in range(self.num_stages)])
-        self.apply(self._init_linear)
+        self.apply(init_transformer_weights)
         self._freeze()
-
-    def resolve_arch(self, arch):
-        if isinstance(arch, dict):
-            return arch
-        if arch not in self.arch_settings:
-            raise ValueError(f"unknown {type(self).__name__} arch '{arch}'; choose one of "
-                             f"{sorted(self.arch_settings)} or pass a dict(embed_dim=, depths=, num_heads=)")
-        return self.arch_settings[arch]
-
-    @staticmethod
-    def _init_linear(m):
-        if isinstance(m, nn.Linear):
-            trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         self.check_input(x)

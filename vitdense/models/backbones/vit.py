@@ -43,7 +43,8 @@ from timm.layers import LayerNorm2d, PatchEmbed, resample_abs_pos_embed, to_2tup
 from timm.models.vision_transformer import Block
 
 from vitdense.registry import MODELS
-from ..layers import pad_to_multiple, window_padding_mask, window_partition, window_reverse
+from ..layers import (init_transformer_weights, pad_to_multiple, window_padding_mask, window_partition,
+                      window_reverse)
 from ..necks.simple_pyramid import SimpleFeaturePyramid
 from .base import DenseBackbone
 
@@ -94,7 +95,11 @@ class TokenEncoder:
 
     def embed(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
         """Image -> (B, prefix + H*W, C) tokens with position embedding, and the grid (H, W)."""
-        x = self.patch_embed(x)
+        return self.tokens_from_grid(self.patch_embed(x))
+
+    def tokens_from_grid(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
+        """(B, H, W, C) patch embeddings -> (B, prefix + H*W, C) tokens with the class token (if any) and the
+        position embedding resampled to H x W, and the grid (H, W)."""
         B, H, W, C = x.shape
         x = x.reshape(B, H * W, C)
         pos_embed = resample_abs_pos_embed(self.pos_embed, new_size=[H, W], old_size=list(self.pos_grid),
@@ -129,15 +134,7 @@ class PlainBackbone(TokenEncoder, DenseBackbone):
     """A single-scale token encoder turned into a DenseBackbone by a simple feature pyramid (shared by
     :class:`VisionTransformer` and :class:`vitdense.models.backbones.CeiT`). Subclasses build
     ``patch_embed`` and ``blocks`` and then call :meth:`_init_dense`."""
-    arch_settings = {}
-
-    def resolve_arch(self, arch):
-        if isinstance(arch, dict):
-            return arch
-        if arch not in self.arch_settings:
-            raise ValueError(f"unknown {type(self).__name__} arch '{arch}'; choose one of "
-                             f"{sorted(self.arch_settings)} or pass a dict(embed_dim=, depth=, num_heads=)")
-        return self.arch_settings[arch]
+    arch_hint = 'dict(embed_dim=, depth=, num_heads=)'
 
     @staticmethod
     def check_windows(depth: int, window_size: int, global_attn_indexes: Sequence[int],
@@ -167,16 +164,6 @@ class PlainBackbone(TokenEncoder, DenseBackbone):
         self.out_norms = nn.ModuleList([
             LayerNorm2d(self.num_features[i]) if i in self.out_indices else nn.Identity()
             for i in range(self.num_stages)])
-
-    @staticmethod
-    def _init_linear(m):
-        if isinstance(m, nn.Linear):
-            trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
 
     def forward_tokens(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
         """Tokens after the last block (B, prefix + H*W, C), before any norm, and the grid (H, W)."""
@@ -274,5 +261,5 @@ class VisionTransformer(PlainBackbone):
                      window_size=0 if i in self.global_attn_indexes else window_size)
             for i in range(depth)])
         self._init_dense(embed_dim, img_size, with_cls_token, with_cp)
-        self.blocks.apply(self._init_linear)
+        self.blocks.apply(init_transformer_weights)
         self._freeze()

@@ -57,10 +57,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
-from timm.layers import LayerNorm2d, StdConv2d, StdConv2dSame, resample_abs_pos_embed, to_2tuple
+from timm.layers import LayerNorm2d, StdConv2d, StdConv2dSame, to_2tuple
 from timm.models.resnetv2 import ResNetV2, create_resnetv2_stem
 
 from vitdense.registry import MODELS
+from ..layers import init_transformer_weights
 from ..necks.simple_pyramid import SimpleFeaturePyramid
 from .base import DenseBackbone
 from .vit import PlainBackbone, TokenEncoder, ViTBlock
@@ -135,8 +136,7 @@ class HybridVisionTransformer(TokenEncoder, DenseBackbone):
         'vit_base_r50_s16': dict(layers=(3, 4, 9), embed_dim=768, depth=12, num_heads=12),
         'vit_large_r50_s32': dict(layers=(3, 4, 6, 3), embed_dim=1024, depth=24, num_heads=16),
     }
-    resolve_arch = PlainBackbone.resolve_arch
-    _init_linear = staticmethod(PlainBackbone._init_linear)
+    arch_hint = PlainBackbone.arch_hint
 
     def __init__(self, arch='vit_base_r50_s16', img_size=224, in_channels: int = 3, padding_same: bool = True,
                  mlp_ratio: float = 4.0, qkv_bias: bool = True, with_cls_token: bool = True,
@@ -200,7 +200,7 @@ class HybridVisionTransformer(TokenEncoder, DenseBackbone):
             LayerNorm2d(self.num_features[i]) if i in self.out_indices else nn.Identity()
             for i in range(self.num_stages)])
         self.stage_units = self._stage_units()
-        self.blocks.apply(self._init_linear)
+        self.blocks.apply(init_transformer_weights)
         self._freeze()
 
     def _stage_units(self) -> Dict[str, int]:
@@ -223,13 +223,8 @@ class HybridVisionTransformer(TokenEncoder, DenseBackbone):
     def embed(self, x: torch.Tensor) -> Tuple[List[torch.Tensor], torch.Tensor, Tuple[int, int]]:
         """Image -> ResNet maps, (B, prefix + H*W, C) tokens with position embedding, the token grid (H, W)."""
         maps, x = self.patch_embed(x)
-        B, H, W, C = x.shape
-        x = x.reshape(B, H * W, C)
-        pos_embed = resample_abs_pos_embed(self.pos_embed, new_size=[H, W], old_size=list(self.pos_grid),
-                                           num_prefix_tokens=self.num_prefix_tokens)
-        if self.cls_token is not None:
-            x = torch.cat([self.cls_token.expand(B, -1, -1), x], dim=1)
-        return maps, x + pos_embed, (H, W)
+        tokens, hw = self.tokens_from_grid(x)
+        return maps, tokens, hw
 
     def forward_tokens(self, x: torch.Tensor):
         """ResNet maps, tokens after the last block (before any norm) and the grid (H, W)."""
