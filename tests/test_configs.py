@@ -91,3 +91,23 @@ def test_mini_config_forward_backward(path):
     total.backward()
     first = next(p for p in model.backbone.parameters() if p.requires_grad)
     assert first.grad is not None and first.grad.abs().sum() > 0
+
+
+def test_mini_configs_start_from_scratch_and_take_a_checkpoint_from_the_command_line(tmp_path):
+    from mmdet.registry import MODELS
+    cfg = Config.fromfile(os.path.join(REPO, 'configs', 'swin', 'mask-rcnn_swin-t-p4-w7_fpn_mini-coco.py'))
+    init_default_scope('mmdet')
+    assert cfg.model.backbone.init_cfg == dict(type='Pretrained', checkpoint=None)
+    backbone = MODELS.build(cfg.model.backbone)
+    backbone.init_weights()                        # checkpoint None: the backbone's own initialisation
+    state = backbone.state_dict()
+    path = str(tmp_path / 'backbone.pth')
+    torch.save(state, path)
+    # what --cfg-options model.backbone.init_cfg.checkpoint=PATH does: merge into the dict the mini inherits
+    cfg.merge_from_dict({'model.backbone.init_cfg.checkpoint': path})
+    torch.manual_seed(123)
+    loaded = MODELS.build(cfg.model.backbone)
+    assert not torch.equal(loaded.state_dict()['layers.0.blocks.0.attn.qkv.weight'],
+                           state['layers.0.blocks.0.attn.qkv.weight'])
+    loaded.init_weights()
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in state.items())

@@ -3,5 +3,5 @@ _base_ = [
     '../_base_/models/upernet_convnext-t.py', '../_base_/datasets/ade20k_mini.py', '../_base_/schedules/mini_seg.py',
     '../_base_/optimizers/adamw_layer-decay_seg.py', '../_base_/default_runtime_seg.py'
 ]
-model = dict(data_preprocessor=dict(size=(256, 256)), backbone=dict(drop_path_rate=0.1, init_cfg=None))
+model = dict(data_preprocessor=dict(size=(256, 256)), backbone=dict(drop_path_rate=0.1, init_cfg=dict(checkpoint=None)))
 optim_wrapper = dict(optimizer=dict(lr=3e-4))

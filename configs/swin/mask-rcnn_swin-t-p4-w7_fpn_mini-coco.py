@@ -4,5 +4,5 @@ _base_ = [
     '../_base_/models/mask-rcnn_swin-t_fpn.py', '../_base_/datasets/coco_mini.py',
     '../_base_/schedules/mini_det.py', '../_base_/optimizers/adamw_swin-det.py'
 ]
-model = dict(backbone=dict(init_cfg=None))
+model = dict(backbone=dict(init_cfg=dict(checkpoint=None)))
 optim_wrapper = dict(optimizer=dict(lr=3e-4))

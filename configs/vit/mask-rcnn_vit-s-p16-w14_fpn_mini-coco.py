@@ -4,5 +4,5 @@ _base_ = [
     '../_base_/models/mask-rcnn_vit-s_fpn.py', '../_base_/datasets/coco_mini.py',
     '../_base_/schedules/mini_det.py', '../_base_/optimizers/adamw_vitdet-layer-decay-0.7_det.py'
 ]
-model = dict(backbone=dict(init_cfg=None))
+model = dict(backbone=dict(init_cfg=dict(checkpoint=None)))
 optim_wrapper = dict(optimizer=dict(lr=3e-4), paramwise_cfg=dict(decay_rate=0.9))

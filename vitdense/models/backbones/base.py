@@ -9,7 +9,8 @@
 * ``get_layer_depth(param_name, mode)`` -> ``(depth, num_depths)`` for layer-wise ('layer_wise') or
   stage-wise ('stage_wise') lr decay; the optimizer constructor asks the backbone, never its class name.
 * ``init_cfg=dict(type='Pretrained', checkpoint=PATH)`` loads ImageNet / timm / official / vitdense
-  checkpoints through :mod:`vitdense.checkpoint` (key remapping, position-table interpolation, a report).
+  checkpoints through :mod:`vitdense.checkpoint` (key remapping, position-table interpolation, a report);
+  ``checkpoint=None`` starts from the backbone's own initialisation.
 """
 from typing import Iterable, List, Mapping, Sequence, Tuple, Union
 
@@ -94,6 +95,9 @@ class DenseBackbone(BaseModule):
     def init_weights(self):
         cfg = self.init_cfg
         if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
+            if cfg.get('checkpoint') is None:  # from scratch (the mini configs), still overridable from the CLI
+                self.init_cfg = None
+                return super().init_weights()
             from vitdense.checkpoint import load_pretrained
             load_pretrained(self, cfg['checkpoint'], prefix=cfg.get('prefix'))
             self._is_init = True
