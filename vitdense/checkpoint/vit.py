@@ -51,14 +51,22 @@ def adapt_pos_embed(sd, model, notes) -> None:
         raise CheckpointError(f'pos_embed has shape {tuple(pos.shape)}; expected (1, tokens, channels)')
     prefix_in_ckpt = sum(k in sd for k in PREFIX_TOKENS)
     n = pos.shape[1]
-    if _is_square(n - prefix_in_ckpt):
-        pos_prefix = prefix_in_ckpt
-    elif _is_square(n):  # position embedding for the patches only (no_embed_class layouts)
-        pos_prefix = 0
-    else:
+    own_grid = tuple(model.pos_grid)
+    # the grid: square (ImageNet checkpoints), else the model's own (a vitdense checkpoint of a non-square
+    # img_size); positions for the patches only (no_embed_class layouts) are tried after those with the prefix
+    grid = None
+    for pos_prefix in dict.fromkeys((prefix_in_ckpt, 0)):
+        patches = n - pos_prefix
+        if _is_square(patches):
+            grid = (math.isqrt(patches),) * 2
+        elif patches == own_grid[0] * own_grid[1]:
+            grid = own_grid
+        if grid is not None:
+            break
+    if grid is None:
         raise CheckpointError(f'pos_embed has {n} positions and the checkpoint {prefix_in_ckpt} prefix tokens: '
-                              'not a square grid; is this a plain ViT / CeiT checkpoint?')
-    grid = math.isqrt(n - pos_prefix)
+                              f'neither a square grid nor this model\'s {own_grid[0]}x{own_grid[1]}; is this a '
+                              'plain ViT / CeiT checkpoint?')
     prefix_pos, patch_pos = pos[:, :pos_prefix], pos[:, pos_prefix:]
     if 'dist_token' in sd:
         sd.pop('dist_token')
@@ -73,10 +81,9 @@ def adapt_pos_embed(sd, model, notes) -> None:
     elif prefix_pos.shape[1] == 0:
         prefix_pos = pos.new_zeros(1, 1, pos.shape[-1])
         notes.append('the checkpoint has no class-token position; it starts at zero')
-    new_grid = tuple(model.pos_grid)
-    patch_pos = resize_abs_pos_embed(patch_pos, new_grid, num_prefix_tokens=0, old_size=(grid, grid))
-    if (grid, grid) != new_grid:
-        notes.append(f'pos_embed interpolated from {grid}x{grid} to {new_grid[0]}x{new_grid[1]}')
+    if grid != own_grid:
+        patch_pos = resize_abs_pos_embed(patch_pos, own_grid, num_prefix_tokens=0, old_size=grid)
+        notes.append(f'pos_embed interpolated from {grid[0]}x{grid[1]} to {own_grid[0]}x{own_grid[1]}')
     sd['pos_embed'] = torch.cat([prefix_pos, patch_pos], dim=1)
 
 

@@ -77,6 +77,23 @@ def test_pos_embed_224_checkpoint_at_512x640_runtime_and_load_time(tmp_path):
             assert rel_err(timm_normed(tokens, ref), want) <= 1e-5
 
 
+def test_non_square_vitdense_checkpoint_reloads_and_other_grids_are_refused(tmp_path):
+    """A model trained at a non-square img_size saves a 32x40 table: it loads back as it is (not read as a
+    square), and a table of neither a square nor this model's size is one clear error."""
+    torch.manual_seed(0)
+    trained = VisionTransformer(TINY4, img_size=(512, 640), drop_path_rate=0.0)
+    path = tmp_path / 'vit_512x640.pth'
+    torch.save({'state_dict': trained.state_dict()}, path)
+    again = VisionTransformer(TINY4, img_size=(512, 640), drop_path_rate=0.0)
+    report = load_pretrained(again, str(path))
+    assert not report.missing and not any('interpolated' in n for n in report.notes)
+    assert all(torch.equal(again.state_dict()[k], v) for k, v in trained.state_dict().items())
+    other = VisionTransformer(TINY4, img_size=(256, 640), drop_path_rate=0.0)
+    with pytest.raises(CheckpointError, match=r"pos_embed has 1281 positions and the checkpoint 1 prefix tokens: "
+                                              r"neither a square grid nor this model's 16x40"):
+        load_pretrained(other, str(path))
+
+
 @pytest.mark.parametrize('hw', ODD_SIZES[:3])
 @pytest.mark.parametrize('windowed', [False, True])
 def test_pyramid_shapes_any_size(hw, windowed):
