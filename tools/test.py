@@ -1,4 +1,5 @@
-"""Evaluate a checkpoint: COCO bbox / segm AP (pycocotools) for detection configs, mIoU for segmentation.
+"""Evaluate a checkpoint: COCO bbox / segm AP (pycocotools) for detection configs, mIoU for segmentation,
+top-1 accuracy for classification.
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--show-dir DIR] [--cfg-options k=v ...]
 """
@@ -35,12 +36,14 @@ def main():
     from vitdense.checkpoint.io import check_fits
     checkpoint = load_checkpoint_file(args.checkpoint)  # weights_only; fails in one line before the runner is built
     cfg.load_from = args.checkpoint
-    if args.show_dir:
+    if args.show_dir:  # each toolbox's visualization hook names its switches differently
         vis = cfg.default_hooks.visualization
-        vis.draw = True
-        vis.test_out_dir = args.show_dir
-        if cfg.default_scope == 'mmseg':
-            vis.interval = 1
+        if cfg.default_scope == 'mmpretrain':
+            vis.update(enable=True, interval=1, out_dir=os.path.join(cfg.work_dir, args.show_dir))
+        else:  # mmdet / mmseg write under work_dir/<timestamp>/
+            vis.update(draw=True, test_out_dir=args.show_dir)
+            if cfg.default_scope == 'mmseg':
+                vis.interval = 1
     setup_cpu_distributed(cfg)
 
     from mmengine.runner import Runner

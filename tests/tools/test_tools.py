@@ -237,3 +237,21 @@ def test_tensorboard_line_of_the_runtime_base_works(tmp_path):
     visualizer.close()
     files = os.listdir(tmp_path / 'logs' / 'vis_data')
     assert 'scalars.json' in files and any(f.startswith('events.out.tfevents') for f in files)
+
+
+@pytest.mark.parametrize('config', [DET_MINI, os.path.join(REPO, 'configs/timm/tf-efficientnet-lite0_mini-coco-crops.py')],
+                         ids=['detection', 'classification'])
+def test_test_tool_show_dir_writes_pictures(config, tmp_path):
+    import subprocess
+    import sys
+    checkpoint = _runner_checkpoint(config, str(tmp_path / 'model.pth'), with_meta=False)
+    work_dir = tmp_path / 'work'
+    result = subprocess.run([sys.executable, os.path.join(REPO, 'tools', 'test.py'), config, checkpoint,
+                             '--work-dir', str(work_dir), '--show-dir', 'pictures',
+                             '--cfg-options', 'test_dataloader.dataset.indices=2'],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert 'metrics: ' in result.stdout
+    pictures = sorted(p for p in work_dir.rglob('*') if p.is_file() and p.parent.name == 'pictures')
+    assert len(pictures) == 2
+    assert rgb(pictures[0]).std() > 10  # an image, not an empty canvas
