@@ -71,6 +71,13 @@ class DenseBackbone(BaseModule):
         """Modules to freeze for ``self.frozen_stages`` (stem for 0, plus stages 1..k for k)."""
         raise NotImplementedError
 
+    def stem_and_stages(self, stem: nn.Module, stages: Sequence[nn.Module]) -> List[nn.Module]:
+        """:meth:`frozen_modules` of a stem + stages backbone: the stem, then stages 1..k with their output norms."""
+        mods = [stem]
+        for i in range(self.frozen_stages):
+            mods += [stages[i], self.out_norms[i]]
+        return mods
+
     def _freeze(self) -> None:
         if self.frozen_stages < 0:
             return

@@ -460,10 +460,7 @@ class BOATCSWin(DenseBackbone):
         return tuple(outs)
 
     def frozen_modules(self) -> List[nn.Module]:
-        mods = [self.stem]
-        for i in range(self.frozen_stages):
-            mods += [self.stages[i], self.out_norms[i]]
-        return mods
+        return self.stem_and_stages(self.stem, self.stages)
 
     def get_layer_depth(self, param_name: str, mode: str = 'layer_wise') -> Tuple[int, int]:
         """As :meth:`SwinTransformer.get_layer_depth`, with ``stem`` / ``stages`` for Swin's names."""

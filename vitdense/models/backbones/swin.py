@@ -187,10 +187,7 @@ class SwinTransformer(DenseBackbone):
         return tuple(outs)
 
     def frozen_modules(self) -> List[nn.Module]:
-        mods = [self.patch_embed]
-        for i in range(self.frozen_stages):
-            mods += [self.layers[i], self.out_norms[i]]
-        return mods
+        return self.stem_and_stages(self.patch_embed, self.layers)
 
     def get_layer_depth(self, param_name: str, mode: str = 'layer_wise') -> Tuple[int, int]:
         """layer_wise: stem 0, block k (counted over all stages) k + 1, the rest last;
