@@ -9,7 +9,8 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
-from vitdense.apis import DictAction, check_data, load_config, run_tool, setup_cpu_distributed  # noqa: E402
+from vitdense.apis import (DictAction, add_launcher_args, check_data, load_config, parse_launcher_args,  # noqa: E402
+                           run_tool, setup_cpu_distributed)
 
 
 def parse_args():
@@ -19,12 +20,8 @@ def parse_args():
     parser.add_argument('--work-dir', help='where the evaluation log and metrics go')
     parser.add_argument('--show-dir', help='write images with predictions drawn into this folder (under work dir)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config entries')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
-                        help='job launcher for multi-process evaluation')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    add_launcher_args(parser)
+    return parse_launcher_args(parser)
 
 
 def main():

@@ -12,8 +12,9 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
-from vitdense.apis import (DictAction, UserError, check_data, check_work_dir, find_resume_checkpoint,  # noqa: E402
-                           load_config, run_tool, setup_cpu_distributed)
+from vitdense.apis import (DictAction, UserError, add_launcher_args, check_data, check_work_dir,  # noqa: E402
+                           find_resume_checkpoint, load_config, parse_launcher_args, run_tool,
+                           setup_cpu_distributed)
 
 
 def parse_args():
@@ -28,12 +29,8 @@ def parse_args():
     parser.add_argument('--sync-bn', action='store_true', help='convert BatchNorm to SyncBatchNorm (multi-GPU)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config entries, e.g. train_cfg.max_iters=10 model.backbone.with_cp=True')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
-                        help='job launcher (dist_train.sh sets pytorch, slurm_train.sh slurm)')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    add_launcher_args(parser)
+    return parse_launcher_args(parser)
 
 
 def main():

@@ -15,6 +15,7 @@ a bug and keeps its traceback. Data checks before training (:func:`check_data`):
 
 Label values outside the head's classes are checked on every batch by :class:`vitdense.engine.SegLabelCheckHook`.
 """
+import argparse
 import difflib
 import glob
 import json
@@ -329,6 +330,20 @@ def _sync_bn_to_bn(node) -> int:
         for value in node:
             count += _sync_bn_to_bn(value)
     return count
+
+
+def add_launcher_args(parser) -> None:
+    """``--launcher`` and the ``--local-rank`` that torch.distributed.launch passes (exported as LOCAL_RANK by
+    :func:`parse_launcher_args`)."""
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
+                        help='job launcher (dist_train.sh sets pytorch, slurm_train.sh slurm)')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0, help=argparse.SUPPRESS)
+
+
+def parse_launcher_args(parser, argv=None):
+    args = parser.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
 
 
 def setup_cpu_distributed(cfg: Config) -> None:

@@ -259,7 +259,7 @@ def test_configs_parse_and_channels_match_the_backbone():
         assert backbone.type == 'vitdense.Sequencer2D', path
         arch = os.path.basename(path).split('sequencer2d-')[1][0]
         assert backbone.arch == arch, path
-        assert ('mini' in path) == (backbone.init_cfg is None), path
+        assert ('mini' in path) == (backbone.init_cfg.checkpoint is None), path
         if 'mini' not in path:
             assert backbone.init_cfg.checkpoint == f'checkpoints/sequencer2d_{arch}.pth', path
         head_channels = cfg.model.neck.in_channels if 'neck' in cfg.model else cfg.model.decode_head.in_channels
@@ -291,7 +291,7 @@ def build_model(name, init_weights=True):
     init_default_scope(cfg.default_scope)
     registry = __import__(f'{cfg.default_scope}.registry', fromlist=['MODELS']).MODELS
     model = registry.build(cfg.model)
-    if init_weights:  # the mini configs have init_cfg=None; the full ones would look for ImageNet weights
+    if init_weights:  # the mini configs start from scratch; the full ones would look for ImageNet weights
         model.init_weights()
     return cfg, model
 

@@ -18,6 +18,8 @@ import torch
 import torch.nn as nn
 from mmengine.model import BaseModule
 
+from ..layers import nhwc_to_nchw
+
 
 def lookup_arch(owner: str, arch: Union[str, Mapping], settings: Mapping[str, dict], hint: str) -> dict:
     """``arch`` as a settings dict: a name of ``settings`` or a dict passed through; unknown names raise one line
@@ -70,6 +72,19 @@ class DenseBackbone(BaseModule):
     def frozen_modules(self) -> List[nn.Module]:
         """Modules to freeze for ``self.frozen_stages`` (stem for 0, plus stages 1..k for k)."""
         raise NotImplementedError
+
+    def nhwc_stage_pyramid(self, x: torch.Tensor, stem: nn.Module,
+                           stages: Sequence[nn.Module]) -> Tuple[torch.Tensor, ...]:
+        """``forward`` of a stem + stages backbone on NHWC maps: the ``out_indices`` stages' maps through their
+        output norms, as NCHW."""
+        self.check_input(x)
+        x = stem(x)
+        outs = []
+        for i, stage in enumerate(stages):
+            x = stage(x)
+            if i in self.out_indices:
+                outs.append(nhwc_to_nchw(self.out_norms[i](x)))
+        return tuple(outs)
 
     def stem_and_stages(self, stem: nn.Module, stages: Sequence[nn.Module]) -> List[nn.Module]:
         """:meth:`frozen_modules` of a stem + stages backbone: the stem, then stages 1..k with their output norms."""

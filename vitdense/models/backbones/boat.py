@@ -61,7 +61,7 @@ from timm.layers import DropPath, Mlp, PatchEmbed, trunc_normal_
 
 from vitdense.registry import MODELS
 from ..layers import (balanced_cluster_layout, cluster_levels, clustered_attention, init_transformer_weights,
-                      hierarchical_cluster_permutation, nhwc_to_nchw, pad_to_multiple, window_padding_mask,
+                      hierarchical_cluster_permutation, pad_to_multiple, window_padding_mask,
                       window_partition, window_reverse)
 from .base import DenseBackbone, stochastic_depth
 from .swin import SwinBlock, SwinStage, SwinTransformer
@@ -450,14 +450,7 @@ class BOATCSWin(DenseBackbone):
         self._freeze()
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        self.check_input(x)
-        x = self.stem(x)
-        outs = []
-        for i, stage in enumerate(self.stages):
-            x = stage(x)
-            if i in self.out_indices:
-                outs.append(nhwc_to_nchw(self.out_norms[i](x)))
-        return tuple(outs)
+        return self.nhwc_stage_pyramid(x, self.stem, self.stages)
 
     def frozen_modules(self) -> List[nn.Module]:
         return self.stem_and_stages(self.stem, self.stages)

@@ -20,7 +20,7 @@ from timm.layers.pos_embed_rel import gen_relative_position_index
 from timm.models.swin_transformer import PatchMerging
 
 from vitdense.registry import MODELS
-from ..layers import (init_transformer_weights, nhwc_to_nchw, pad_to_multiple, shifted_window_mask,
+from ..layers import (init_transformer_weights, pad_to_multiple, shifted_window_mask,
                       window_partition, window_reverse)
 from .base import DenseBackbone, stochastic_depth
 
@@ -177,14 +177,8 @@ class SwinTransformer(DenseBackbone):
         self._freeze()
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        self.check_input(x)
-        x = self.patch_embed(x)  # B, H/4, W/4, C (zero-padded to a multiple of the patch)
-        outs = []
-        for i, stage in enumerate(self.layers):
-            x = stage(x)
-            if i in self.out_indices:
-                outs.append(nhwc_to_nchw(self.out_norms[i](x)))
-        return tuple(outs)
+        # patch_embed: B, H/4, W/4, C (zero-padded to a multiple of the patch)
+        return self.nhwc_stage_pyramid(x, self.patch_embed, self.layers)
 
     def frozen_modules(self) -> List[nn.Module]:
         return self.stem_and_stages(self.patch_embed, self.layers)
