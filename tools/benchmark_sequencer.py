@@ -1,9 +1,10 @@
 """Time vitdense's Sequencer2D trunk against timm's ``sequencer2d_*`` on the same input, in one run.
 
 Both models hold the same (timm-initialised) weights; each size is timed as the median of ``--repeats``
-forward passes under ``torch.no_grad()`` after ``--warmup`` passes, interleaving the models in a rotating order
-so drifting machine load and allocator state hit all alike (medians, and minima as a noise check). The trunk is compared on identical work (timm
-``forward_intermediates`` NHWC stage maps vs vitdense ``forward_trunk``, no padding); the full 4-level
+forward passes under ``torch.no_grad()`` after ``--warmup`` passes, interleaving the models in a rotating
+order so drifting machine load and allocator state hit all alike (medians, and minima as a noise check). The
+trunk is compared on identical work (timm ``forward_intermediates`` NHWC stage maps vs vitdense
+``forward_trunk``, no padding); the full 4-level
 pyramid (padding to a multiple of 14, resampling, output norms) is timed too. The ratio columns are
 timm_time / vitdense_trunk_time (>= 1.0: vitdense is not slower), of the medians and of the minima (the minima
 are the steadier on a shared machine: noise only ever adds time). On a busy CPU, ``--threads 1`` avoids
@@ -100,8 +101,8 @@ def main():
     print('| ' + ' | '.join(header) + ' |')
     print('|' + '|'.join('---' for _ in header) + '|')
     for size, t_ref, t_ours, ratio, min_ref, min_ours, min_ratio, t_pyr, err in rows:
-        print(f'| {size} | {t_ref:.1f} | {t_ours:.1f} | {ratio:.2f}x | {min_ref:.1f} | {min_ours:.1f} | {min_ratio:.2f}x '
-              f'| {t_pyr:.1f} | {err:.1e} |')
+        print(f'| {size} | {t_ref:.1f} | {t_ours:.1f} | {ratio:.2f}x | {min_ref:.1f} | {min_ours:.1f} '
+              f'| {min_ratio:.2f}x | {t_pyr:.1f} | {err:.1e} |')
 
 
 if __name__ == '__main__':

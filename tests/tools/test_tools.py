@@ -239,8 +239,10 @@ def test_tensorboard_line_of_the_runtime_base_works(tmp_path):
     assert 'scalars.json' in files and any(f.startswith('events.out.tfevents') for f in files)
 
 
-@pytest.mark.parametrize('config', [DET_MINI, os.path.join(REPO, 'configs/timm/tf-efficientnet-lite0_mini-coco-crops.py')],
-                         ids=['detection', 'classification'])
+CLS_MINI = os.path.join(REPO, 'configs/timm/tf-efficientnet-lite0_mini-coco-crops.py')
+
+
+@pytest.mark.parametrize('config', [DET_MINI, CLS_MINI], ids=['detection', 'classification'])
 def test_test_tool_show_dir_writes_pictures(config, tmp_path):
     import subprocess
     import sys

@@ -159,7 +159,8 @@ class Sequencer2D(DenseBackbone):
         H, W = x.shape[-2:]
         wanted = set(self.out_indices)
         size = {s: (-(-H // s), -(-W // s)) for s in self.strides}
-        maps = self.forward_trunk(pad_nchw_to_multiple(x, self.trunk_strides[-1]), num_stages=4 if wanted & {2, 3} else 1)
+        maps = self.forward_trunk(pad_nchw_to_multiple(x, self.trunk_strides[-1]),
+                                  num_stages=4 if wanted & {2, 3} else 1)
         levels = {}
         if wanted & {0, 1}:
             s8 = resample_to_stride(maps[0].permute(0, 3, 1, 2), self.trunk_strides[0], 8, size[8])
