@@ -257,3 +257,19 @@ def test_test_tool_show_dir_writes_pictures(config, tmp_path):
     pictures = sorted(p for p in work_dir.rglob('*') if p.is_file() and p.parent.name == 'pictures')
     assert len(pictures) == 2
     assert rgb(pictures[0]).std() > 10  # an image, not an empty canvas
+
+
+def test_family_speed_benchmarks_report_ratios():
+    import subprocess
+    import sys
+
+    def run(*args):
+        return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=600, cwd=REPO)
+    boat = run('tools/benchmark_boat.py', '--sizes', '64x96', '--repeats', '1', '--threads', '1')
+    assert boat.returncode == 0, boat.stderr[-2000:]
+    assert re.search(r'64x96: BOAT \d+ ms, Swin \d+ ms, ratio \d+\.\d\dx .*FSLA \d+% of BOAT time, clustering \d+%',
+                     boat.stdout), boat.stdout
+    seq = run('tools/benchmark_sequencer.py', '--sizes', '64x96', '--repeats', '1', '--threads', '1')
+    assert seq.returncode == 0, seq.stderr[-2000:]
+    row = re.search(r'\| 64x96 \|.*\| (\d+\.\d)e([+-]\d+) \|$', seq.stdout, re.M)
+    assert row and float(f'{row.group(1)}e{row.group(2)}') <= 1e-5, seq.stdout  # same features as timm
