@@ -24,7 +24,7 @@ import os
 import os.path as osp
 import re
 import sys
-from typing import Callable, Iterable, List, Optional
+from typing import Callable, Iterable, List, Optional, Tuple
 
 from mmengine.config import Config, DictAction  # noqa: F401  (DictAction re-exported for the tools)
 
@@ -49,7 +49,9 @@ def load_config(path: str, cfg_options: Optional[dict] = None, work_dir: Optiona
     return cfg
 
 
-def _datasets(cfg: Config) -> Iterable[dict]:
+def leaf_datasets(cfg: Config) -> Iterable[Tuple[str, dict]]:
+    """(loader name, dataset cfg) of every dataset the train / val / test loaders read, through dataset
+    wrappers (``dataset=``) and concatenations (``datasets=``)."""
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         dataset = (cfg.get(loader) or {}).get('dataset')
         stack = [dataset] if dataset else []
@@ -65,7 +67,7 @@ def _datasets(cfg: Config) -> Iterable[dict]:
 
 def check_data(cfg: Config, loaders=('train_dataloader', 'val_dataloader', 'test_dataloader')) -> None:
     """Fail early, in one line, when a dataset folder or annotation file the config names is missing."""
-    for loader, ds in _datasets(cfg):
+    for loader, ds in leaf_datasets(cfg):
         if loader not in loaders:
             continue
         root = ds.get('data_root', '') or ''
@@ -85,7 +87,7 @@ def check_data(cfg: Config, loaders=('train_dataloader', 'val_dataloader', 'test
     if os.environ.get('RANK', '0') != '0':
         return  # content checks once per job, on rank 0; torchrun stops the other ranks when it fails
     checked = set()
-    for loader, ds in _datasets(cfg):
+    for loader, ds in leaf_datasets(cfg):
         if loader not in loaders:
             continue
         root = ds.get('data_root', '') or ''

@@ -13,29 +13,15 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 from tests.conftest import REPO
-
 from tests.test_configs import CONFIGS
-
-
-def datasets(cfg):
-    """(split, dataset cfg) of every dataset the config's loaders read, through wrappers and concatenations."""
-    def leaves(name, ds):
-        if 'datasets' in ds:
-            for i, inner in enumerate(ds.datasets):
-                yield from leaves(f'{name}[{i}]', inner)
-        elif 'dataset' in ds:
-            yield from leaves(name, ds.dataset)
-        else:
-            yield name, ds
-    for split in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        yield from leaves(split, cfg[split].dataset)
+from vitdense.apis import leaf_datasets
 
 
 @pytest.mark.parametrize('path', CONFIGS)
 def test_every_config_trains_on_images_loaded_by_vitdense(path):
     cfg = Config.fromfile(os.path.join(REPO, path))
     assert 'vitdense.datasets' in cfg.custom_imports.imports
-    found = list(datasets(cfg))
+    found = list(leaf_datasets(cfg))
     assert len(found) >= 3
     for split, dataset in found:
         want = 'vitdense.LoadImage' if split.startswith('train') else 'LoadImageFromFile'

@@ -12,7 +12,7 @@
   checkpoints through :mod:`vitdense.checkpoint` (key remapping, position-table interpolation, a report);
   ``checkpoint=None`` starts from the backbone's own initialisation.
 """
-from typing import Iterable, List, Mapping, Sequence, Tuple, Union
+from typing import Callable, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -52,6 +52,12 @@ class DenseBackbone(BaseModule):
 
     def resolve_arch(self, arch) -> dict:
         return lookup_arch(type(self).__name__, arch, self.arch_settings, self.arch_hint)
+
+    def build_out_norms(self, norm: Optional[Callable[[int], nn.Module]], channels: Sequence[int]) -> nn.ModuleList:
+        """``out_norms``: ``norm(channels[i])`` for the stages in ``out_indices``, Identity for the others (and for
+        all when ``norm`` is None)."""
+        return nn.ModuleList([norm(c) if norm is not None and i in self.out_indices else nn.Identity()
+                              for i, c in enumerate(channels)])
 
     # ---- input checks -------------------------------------------------------------------------------
     @property

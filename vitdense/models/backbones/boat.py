@@ -257,8 +257,7 @@ class BOATSwin(SwinTransformer):
                                     downsample=i > 0, drop_path=dpr[i], mlp_ratio=mlp_ratio, qkv_bias=qkv_bias,
                                     block_cls=block_cls, with_cp=with_cp))
         self.layers = nn.ModuleList(stages)
-        self.out_norms = nn.ModuleList([
-            nn.LayerNorm(dims[i]) if i in self.out_indices else nn.Identity() for i in range(self.num_stages)])
+        self.out_norms = self.build_out_norms(nn.LayerNorm, dims)
         self.apply(init_transformer_weights)
         self._freeze()
 
@@ -444,8 +443,7 @@ class BOATCSWin(DenseBackbone):
                        fsla_on='all' if layout == 'paper' else 'even', mlp_ratio=mlp_ratio, qkv_bias=qkv_bias,
                        with_cp=with_cp)
             for i in range(self.num_stages)])
-        self.out_norms = nn.ModuleList([
-            nn.LayerNorm(dims[i]) if i in self.out_indices else nn.Identity() for i in range(self.num_stages)])
+        self.out_norms = self.build_out_norms(nn.LayerNorm, dims)
         self.apply(init_transformer_weights)
         self._freeze()
 

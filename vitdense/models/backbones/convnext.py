@@ -7,6 +7,7 @@ is ceil(H / stride) exactly as for Swin), a LayerNorm on each output, frozen sta
 checkpointing, and the published layer-/stage-wise depth assignment for lr decay.
 """
 import math
+from functools import partial
 from typing import List, Tuple
 
 import torch
@@ -48,9 +49,7 @@ class ConvNeXt(DenseBackbone):
         trunk = TimmConvNeXt(in_chans=in_channels, num_classes=0, depths=self.depths, dims=dims,
                              drop_path_rate=drop_path_rate, ls_init_value=layer_scale_init_value)
         self.stem, self.stages = trunk.stem, trunk.stages
-        self.out_norms = nn.ModuleList([
-            LayerNorm2d(dims[i], eps=1e-6) if i in self.out_indices else nn.Identity()
-            for i in range(self.num_stages)])
+        self.out_norms = self.build_out_norms(partial(LayerNorm2d, eps=1e-6), dims)
         self.with_cp = with_cp
         self._freeze()
 

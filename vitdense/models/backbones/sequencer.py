@@ -49,6 +49,7 @@ all at stride 14 (384 channels). FPN / UperNet want strides 4/8/16/32 (sizes cei
 ``frozen_stages`` freezes the stem and trunk stages 1..k only; the pyramid layers and output norms always
 train (they are not pretrained, and a frozen fresh layer would fix its init forever).
 """
+from functools import partial
 from typing import List, Tuple
 
 import torch
@@ -103,9 +104,7 @@ class Sequencer2D(DenseBackbone):
         self.num_features = [fine, fine, coarse, coarse]
         self.to_stride4 = nn.ConvTranspose2d(fine, fine, 2, stride=2) if 0 in self.out_indices else None
         self.to_stride32 = nn.Conv2d(coarse, coarse, 2, stride=2) if 3 in self.out_indices else None
-        self.out_norms = nn.ModuleList([
-            LayerNorm2d(self.num_features[i], eps=1e-6) if i in self.out_indices else nn.Identity()
-            for i in range(self.num_stages)])
+        self.out_norms = self.build_out_norms(partial(LayerNorm2d, eps=1e-6), self.num_features)
         self._init_pyramid()
         self.with_cp = with_cp
         self._freeze()

@@ -171,8 +171,7 @@ class SwinTransformer(DenseBackbone):
                       drop_path=dpr[i], mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, block_cls=self.block_cls,
                       with_cp=with_cp, **block_kwargs)
             for i in range(self.num_stages)])
-        self.out_norms = nn.ModuleList([
-            nn.LayerNorm(dims[i]) if i in self.out_indices else nn.Identity() for i in range(self.num_stages)])
+        self.out_norms = self.build_out_norms(nn.LayerNorm, dims)
         self.apply(init_transformer_weights)
         self._freeze()
 

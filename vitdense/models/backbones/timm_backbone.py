@@ -113,9 +113,7 @@ class TimmBackbone(DenseBackbone):
         self.strides = tuple(info['reduction'] for info in levels)
         self.num_features = [info['num_chs'] for info in levels]
         self.channels_last = str(getattr(self.trunk, 'output_fmt', 'NCHW')).endswith('NHWC')
-        self.out_norms = nn.ModuleList([
-            LayerNorm2d(self.num_features[i]) if out_norm and i in self.out_indices else nn.Identity()
-            for i in range(self.num_stages)])
+        self.out_norms = self.build_out_norms(LayerNorm2d if out_norm else None, self.num_features)
         if with_cp and hasattr(self.trunk, 'set_grad_checkpointing'):
             self.trunk.set_grad_checkpointing(True)
         self._index_levels()

@@ -161,9 +161,7 @@ class PlainBackbone(TokenEncoder, DenseBackbone):
         self.pyramid = SimpleFeaturePyramid(embed_dim, scale_factors=(4.0, 2.0, 1.0, 0.5), input_stride=16,
                                             out_indices=self.out_indices)
         self.num_features = [embed_dim // 4, embed_dim // 2, embed_dim, embed_dim]
-        self.out_norms = nn.ModuleList([
-            LayerNorm2d(self.num_features[i]) if i in self.out_indices else nn.Identity()
-            for i in range(self.num_stages)])
+        self.out_norms = self.build_out_norms(LayerNorm2d, self.num_features)
 
     def forward_tokens(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
         """Tokens after the last block (B, prefix + H*W, C), before any norm, and the grid (H, W)."""

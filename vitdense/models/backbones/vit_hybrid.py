@@ -196,9 +196,7 @@ class HybridVisionTransformer(TokenEncoder, DenseBackbone):
         token_channels = [int(embed_dim // max(s, 1.0)) for s in token_scales]  # ViTDet: C/4, C/2, C, C
         self.num_features = [cnn_channels[k] if kind == 'cnn' else token_channels[k]
                              for kind, k in self.level_sources]
-        self.out_norms = nn.ModuleList([
-            LayerNorm2d(self.num_features[i]) if i in self.out_indices else nn.Identity()
-            for i in range(self.num_stages)])
+        self.out_norms = self.build_out_norms(LayerNorm2d, self.num_features)
         self.stage_units = self._stage_units()
         self.blocks.apply(init_transformer_weights)
         self._freeze()
