@@ -87,14 +87,19 @@ def adapt_pos_embed(sd, model, notes) -> None:
     sd['pos_embed'] = torch.cat([prefix_pos, patch_pos], dim=1)
 
 
+def drop_classifier(sd, prefixes, notes):
+    """``sd`` without the keys under ``prefixes`` (a classifier's head / final norm), noting what went."""
+    dropped = sorted({k.split('.')[0] for k in sd if k.startswith(prefixes)})
+    if dropped:
+        notes.append(f"classifier parts dropped: {', '.join(dropped)}")
+    return {k: v for k, v in sd.items() if not k.startswith(prefixes)}
+
+
 @register_converter('VisionTransformer')
 def convert_vit(sd, model, notes):
     if any(k.startswith('i2t.') or '.leff.' in k for k in sd):
         raise CheckpointError('this is a CeiT checkpoint (i2t / leff keys); load it into vitdense.CeiT')
-    dropped = sorted({k.split('.')[0] for k in sd if k.startswith(CLASSIFIER_ONLY)})
-    sd = {k: v for k, v in sd.items() if not k.startswith(CLASSIFIER_ONLY)}
-    if dropped:
-        notes.append(f"classifier parts dropped: {', '.join(dropped)}")
+    sd = drop_classifier(sd, CLASSIFIER_ONLY, notes)
     adapt_pos_embed(sd, model, notes)
     return sd
 
@@ -118,9 +123,6 @@ def convert_ceit(sd, model, notes):
             notes.append("coeusguo/ceit's code has no GELU after the LeFF's last BN; set leff_final_act=False "
                          'to reproduce it exactly')
     if type(model).__name__ == 'CeiT':
-        dropped = sorted({k.split('.')[0] for k in sd if k.startswith(CEIT_CLASSIFIER_ONLY)})
-        sd = {k: v for k, v in sd.items() if not k.startswith(CEIT_CLASSIFIER_ONLY)}
-        if dropped:
-            notes.append(f"classifier parts dropped: {', '.join(dropped)}")
+        sd = drop_classifier(sd, CEIT_CLASSIFIER_ONLY, notes)
     adapt_pos_embed(sd, model, notes)
     return sd

@@ -11,7 +11,7 @@ backbones. Google's ``.npz`` releases are not PyTorch files: let timm read them
 """
 from .convert import register_converter
 from .io import CheckpointError
-from .vit import CLASSIFIER_ONLY, adapt_pos_embed
+from .vit import CLASSIFIER_ONLY, adapt_pos_embed, drop_classifier
 
 
 @register_converter('HybridVisionTransformer')
@@ -22,9 +22,6 @@ def convert_vit_hybrid(sd, model, notes):
                                   'patch_embed.backbone.* ResNet); load it into vitdense.VisionTransformer')
         raise CheckpointError('no patch_embed.backbone.* (ResNet) weights: not a hybrid ViT checkpoint '
                               '(timm vit_*_r* / vitdense HybridVisionTransformer)')
-    dropped = sorted({k.split('.')[0] for k in sd if k.startswith(CLASSIFIER_ONLY)})
-    sd = {k: v for k, v in sd.items() if not k.startswith(CLASSIFIER_ONLY)}
-    if dropped:
-        notes.append(f"classifier parts dropped: {', '.join(dropped)}")
+    sd = drop_classifier(sd, CLASSIFIER_ONLY, notes)
     adapt_pos_embed(sd, model, notes)
     return sd

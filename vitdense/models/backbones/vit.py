@@ -78,6 +78,18 @@ class ViTBlock(Block):
         return x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
 
 
+def vit_blocks(embed_dim: int, depth: int, num_heads: int, mlp_ratio: float, qkv_bias: bool,
+               drop_path_rate: float, window_size: int, global_attn_indexes: Sequence[int]) -> nn.ModuleList:
+    """timm-layout ViT blocks (LayerNorm eps 1e-6, drop path linear over blocks as timm), windowed except the
+    ``global_attn_indexes`` (window_size 0: all global)."""
+    dpr = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
+    return nn.ModuleList([
+        ViTBlock(embed_dim, num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, drop_path=dpr[i],
+                 norm_layer=partial(nn.LayerNorm, eps=1e-6),
+                 window_size=0 if i in global_attn_indexes else window_size)
+        for i in range(depth)])
+
+
 class TokenEncoder:
     """What ViT-like models share (a mixin for nn.Modules with ``patch_embed`` (image -> NHWC tokens) and
     ``blocks`` (each ``block(x, hw, key_mask)``)): class token and resampled position embedding, the block
@@ -252,12 +264,8 @@ class VisionTransformer(PlainBackbone):
         self.patch_embed = PatchEmbed(img_size=None, patch_size=patch_size, in_chans=in_channels,
                                       embed_dim=embed_dim, output_fmt='NHWC', strict_img_size=False,
                                       dynamic_img_pad=True)
-        dpr = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]  # linear, as timm
-        self.blocks = nn.ModuleList([
-            ViTBlock(embed_dim, num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, drop_path=dpr[i],
-                     norm_layer=partial(nn.LayerNorm, eps=1e-6),
-                     window_size=0 if i in self.global_attn_indexes else window_size)
-            for i in range(depth)])
+        self.blocks = vit_blocks(embed_dim, depth, num_heads, mlp_ratio, qkv_bias, drop_path_rate, window_size,
+                                 self.global_attn_indexes)
         self._init_dense(embed_dim, img_size, with_cls_token, with_cp)
         self.blocks.apply(init_transformer_weights)
         self._freeze()

@@ -64,7 +64,7 @@ from vitdense.registry import MODELS
 from ..layers import init_transformer_weights
 from ..necks.simple_pyramid import SimpleFeaturePyramid
 from .base import DenseBackbone
-from .vit import PlainBackbone, TokenEncoder, ViTBlock
+from .vit import PlainBackbone, TokenEncoder, vit_blocks
 
 RESNET_WIDTHS = (256, 512, 1024, 2048)
 
@@ -170,12 +170,8 @@ class HybridVisionTransformer(TokenEncoder, DenseBackbone):
         self.patch_embed = HybridPatchEmbed(cnn, cnn_channels[-1], embed_dim, patch_size)
         self.patch_embed.with_cp = with_cp
         self.num_cnn_stages = len(layers)
-        dpr = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]  # linear, as timm
-        self.blocks = nn.ModuleList([
-            ViTBlock(embed_dim, num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, drop_path=dpr[i],
-                     norm_layer=partial(nn.LayerNorm, eps=1e-6),
-                     window_size=0 if i in self.global_attn_indexes else window_size)
-            for i in range(depth)])
+        self.blocks = vit_blocks(embed_dim, depth, num_heads, mlp_ratio, qkv_bias, drop_path_rate, window_size,
+                                 self.global_attn_indexes)
         # timm's grid: the ResNet map at img_size ('SAME': ceil), then whole patches
         img_size = to_2tuple(img_size)
         self._init_tokens(embed_dim, tuple(-(-s // self.cnn_strides[-1]) // patch_size for s in img_size),
