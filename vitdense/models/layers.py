@@ -209,16 +209,17 @@ def balanced_cluster_layout(num_tokens: int, num_levels: int, overlap: int = 0,
     if m < 2:
         raise ValueError(f'{N} tokens cannot be split {K} times into leaves of at least 2 tokens')
     padded = m * 2 ** K
-    counts = [torch.tensor([N])]
+    # real tokens per node, level by level, as Python ints: no tensor-to-int reads, so torch.compile traces
+    # the layout without graph breaks
+    counts = [[N]]
     for _ in range(K):
-        c = counts[-1]
-        counts.append(torch.stack([(c + 1) // 2, c // 2], -1).flatten())
-    real, real_idx, pad_idx = _half_balanced(counts[0][:, None], padded)
+        counts.append([c for parent in counts[-1] for c in ((parent + 1) // 2, parent // 2)])
+    real, real_idx, pad_idx = _half_balanced(torch.tensor([[N]]), padded)
     root = torch.where(real, real_idx, N + pad_idx)[0]  # token ids, halves-balanced
-    moves = tuple(_child_slots(counts[level], padded >> level) for level in range(K - 1))
+    moves = tuple(_child_slots(torch.tensor(counts[level]), padded >> level) for level in range(K - 1))
 
-    n = counts[K - 1][:, None]                      # real tokens of each last-level parent (capacity 2m)
-    ov = max(0, min(int(overlap), int(n.min()) - m))
+    n = torch.tensor(counts[K - 1])[:, None]        # real tokens of each last-level parent (capacity 2m)
+    ov = max(0, min(int(overlap), min(counts[K - 1]) - m))
     size = m + ov
     parents = n.shape[0]
     offset = torch.arange(parents)[:, None, None] * 2 * m
@@ -232,7 +233,8 @@ def balanced_cluster_layout(num_tokens: int, num_levels: int, overlap: int = 0,
         slot_a = torch.where(in_first, p, second_slot)
         slot_b = torch.where(in_second, second_slot, p)
         both = (in_first & in_second).float()
-        weights = torch.stack([1 - 0.5 * both, 0.5 * both]) if bool(both.any()) else None
+        shared = any(c < 2 * size for c in counts[K - 1])  # some parent puts a token in both leaves
+        weights = torch.stack([1 - 0.5 * both, 0.5 * both]) if shared else None
     else:  # query rows: [0, m) and [n - m, n); a position takes its output from the leaf of its own half
         c1 = (n + 1) // 2
         jq = torch.arange(m)[None]

@@ -139,7 +139,9 @@ class FeatureSpaceLocalAttention(nn.Module):
         levels = cluster_levels(N, self.leaf_size)
         if levels == 0:
             return None, None
-        layout = balanced_cluster_layout(N, levels, self.overlap, self.shared_queries)
+        # under torch.compile, trace the (pure) layout builder itself: dynamo ignores lru_cache and warns
+        build = balanced_cluster_layout.__wrapped__ if torch.compiler.is_compiling() else balanced_cluster_layout
+        layout = build(N, levels, self.overlap, self.shared_queries)
         feats = self.cluster_features(x, qkv).float()
         return hierarchical_cluster_permutation(feats, layout, self.cluster_iters, self.seeding), layout
 

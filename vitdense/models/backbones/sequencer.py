@@ -108,6 +108,9 @@ class Sequencer2D(DenseBackbone):
         self._init_pyramid()
         self.with_cp = with_cp
         self._freeze()
+        # dynamo graph-breaks at every nn.LSTM unless told to trace RNN modules; with this torch.compile
+        # takes the whole backbone as one graph (process-wide flag, it only widens what dynamo traces)
+        torch._dynamo.config.allow_rnn = True
 
     def resolve_arch(self, arch):
         if isinstance(arch, dict):

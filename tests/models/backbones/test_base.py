@@ -1,0 +1,41 @@
+"""What every backbone family shares through DenseBackbone: torch.compile takes each one as a single graph."""
+import pytest
+import torch
+
+from vitdense.registry import MODELS
+
+# Narrow versions of each family (the code paths of the full models, CPU-test sizes); the ViT with windows
+# (ViTDet style, padding traced), CeiT with its class token.
+SMALL_BACKBONES = {
+    'SwinTransformer': dict(arch=dict(embed_dim=32, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8))),
+    'ConvNeXt': dict(arch=dict(depths=(1, 1, 2, 1), dims=(16, 32, 64, 128))),
+    'BOATSwin': dict(arch=dict(embed_dim=32, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8))),
+    'BOATCSWin': dict(arch=dict(embed_dim=32, depths=(1, 2, 2, 1), num_heads=(2, 2, 4, 8))),
+    'Sequencer2D': dict(arch=dict(layers=(1, 1, 1, 1), embed_dims=(32, 64, 64, 64), hidden_sizes=(8, 16, 16, 16))),
+    'VisionTransformer': dict(arch=dict(embed_dim=96, depth=2, num_heads=3), window_size=4,
+                              global_attn_indexes=(1,), with_cls_token=False),
+    'CeiT': dict(arch=dict(embed_dim=96, depth=2, num_heads=3), stem_channels=16),
+    'HybridVisionTransformer': dict(arch=dict(layers=(1, 1, 1), channels=(128, 256, 512), stem_channels=32,
+                                              embed_dim=96, depth=2, num_heads=3)),
+    'TimmBackbone': dict(model_name='test_convnext'),
+}
+
+
+@pytest.mark.parametrize('name', sorted(SMALL_BACKBONES))
+def test_torch_compile_takes_the_whole_backbone_as_one_graph(name):
+    """fullgraph=True raises at the first graph break; the captured graph (run by the eager backend, so the
+    test needs no C++ compiler) gives the eager outputs, for two input sizes (a recompile each: BOAT's
+    clustering layout and the window paddings depend on the size) in training mode."""
+    kwargs = dict(SMALL_BACKBONES[name])
+    if name != 'TimmBackbone':
+        kwargs['drop_path_rate'] = 0.0
+    model = MODELS.build(dict(type=name, **kwargs)).train()
+    compiled = torch.compile(model, backend='eager', fullgraph=True, dynamic=False)
+    for hw in ((64, 96), (50, 68)):
+        x = torch.randn(1, 3, *hw)
+        expected = model(x)
+        outputs = compiled(x)
+        assert len(outputs) == len(expected) == 4
+        for out, ref in zip(outputs, expected):
+            assert out.shape == ref.shape
+            torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
