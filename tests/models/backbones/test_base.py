@@ -39,3 +39,33 @@ def test_torch_compile_takes_the_whole_backbone_as_one_graph(name):
         for out, ref in zip(outputs, expected):
             assert out.shape == ref.shape
             torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize('name', sorted(SMALL_BACKBONES))
+def test_with_cp_gives_the_same_outputs_and_gradients(name, monkeypatch):
+    """Activation checkpointing (``with_cp=True``) really checkpoints and changes neither the outputs nor any
+    gradient, in every family."""
+    import torch.utils.checkpoint as cp
+    calls = []
+    real_checkpoint = cp.checkpoint
+    monkeypatch.setattr(cp, 'checkpoint', lambda fn, *a, **k: calls.append(fn) or real_checkpoint(fn, *a, **k))
+    x = torch.randn(1, 3, 64, 96)
+    outputs, grads = [], []
+    for with_cp in (False, True):
+        kwargs = dict(SMALL_BACKBONES[name], with_cp=with_cp)
+        if name != 'TimmBackbone':
+            kwargs['drop_path_rate'] = 0.0
+        torch.manual_seed(0)
+        model = MODELS.build(dict(type=name, **kwargs)).train()
+        calls.clear()
+        y = model(x)
+        assert bool(calls) == with_cp
+        sum((o ** 2).mean() for o in y).backward()
+        outputs.append(y)
+        grads.append({n: p.grad for n, p in model.named_parameters()})
+    for a, b in zip(*outputs):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert grads[0].keys() == grads[1].keys()
+    for n, g in grads[0].items():
+        assert g is not None, f'{n} got no gradient'
+        torch.testing.assert_close(g, grads[1][n], rtol=1e-4, atol=1e-6, msg=n)

@@ -195,7 +195,7 @@ def test_layouts_place_fsla_as_described():
         BOATSwin(layout='official')
 
 
-def test_frozen_stages_with_cp_and_layer_depth():
+def test_frozen_stages_and_layer_depth():
     torch.manual_seed(0)
     model = BOATCSWin(arch=SMALL_CSWIN, frozen_stages=1, drop_path_rate=0.0, leaf_size=8)
     model.train()
@@ -205,12 +205,6 @@ def test_frozen_stages_with_cp_and_layer_depth():
     outs = model(x)
     sum(o.sum() for o in outs).backward()
     assert all(p.grad is None for p in frozen)
-    torch.manual_seed(0)
-    cp_model = BOATCSWin(arch=SMALL_CSWIN, frozen_stages=1, drop_path_rate=0.0, leaf_size=8, with_cp=True)
-    cp_model.load_state_dict(model.state_dict())
-    cp_model.train()
-    for a, b in zip(outs, cp_model(x)):
-        assert torch.allclose(a, b, atol=1e-6)
     tiny = BOATCSWin(arch=dict(embed_dim=32, depths=(1, 2, 21, 1), num_heads=(2, 2, 4, 8)))  # T's depths
     assert tiny.get_layer_depth('stem.conv.weight') == (0, 27)
     assert tiny.get_layer_depth('stages.1.downsample.conv.weight') == (2, 27)

@@ -166,16 +166,7 @@ def test_frozen_stages_keep_batchnorm_statistics():
     assert model.blocks[0].attn.qkv.weight.grad is None and model.blocks[1].attn.qkv.weight.grad is not None
 
 
-def test_with_cp_same_grads_and_layer_depth():
-    x = torch.randn(2, 3, 64, 80)
-    grads = []
-    for with_cp in (False, True):
-        torch.manual_seed(0)
-        model = CeiT(TINY4, drop_path_rate=0.0, with_cp=with_cp)
-        sum((o ** 2).mean() for o in model(x)).backward()
-        grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
-    for n in grads[0]:
-        assert torch.allclose(grads[0][n], grads[1][n], atol=1e-6, rtol=1e-4), n
+def test_layer_depth():
     with torch.device('meta'):
         model = CeiT('tiny')
     assert model.get_layer_depth('patch_embed.conv.weight') == (0, 14)

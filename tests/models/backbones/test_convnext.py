@@ -57,8 +57,8 @@ def test_official_layout_loads_through_converter(tmp_path):
     assert rel_err(a, b) <= 1e-5
 
 
-def test_frozen_with_cp_and_layer_depth():
-    model = ConvNeXt(frozen_stages=2, with_cp=True, drop_path_rate=0.0)
+def test_frozen_stages_and_layer_depth():
+    model = ConvNeXt(frozen_stages=2, drop_path_rate=0.0)
     model.train()
     assert not any(p.requires_grad for p in model.stem.parameters())
     assert not any(p.requires_grad for p in model.stages[1].parameters())

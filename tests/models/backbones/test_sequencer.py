@@ -144,26 +144,17 @@ def test_one_lstm_call_per_axis_for_the_whole_batch():
 
 
 # ---- training contract ---------------------------------------------------------------------------------------
-def test_with_cp_same_outputs_and_grads(monkeypatch):
+def test_with_cp_checkpoints_every_block_once(monkeypatch):
+    """Outputs and gradients with / without checkpointing: tests/models/backbones/test_base.py."""
     import torch.utils.checkpoint as cp
     checkpointed = []
     real_checkpoint = cp.checkpoint
     monkeypatch.setattr(cp, 'checkpoint', lambda fn, *a, **k: checkpointed.append(fn) or real_checkpoint(fn, *a, **k))
-    x = torch.randn(1, 3, 64, 96)
-    grads, outs = [], []
-    for with_cp in (False, True):
-        torch.manual_seed(0)
-        model = Sequencer2D(TINY, drop_path_rate=0.0, with_cp=with_cp).train()
-        y = model(x)
-        assert len(checkpointed) == (6 if with_cp else 0)  # every block of TINY, once
-        sum((o ** 2).mean() for o in y).backward()
-        outs.append(y)
-        grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
-    for a, b in zip(*outs):
-        assert torch.allclose(a, b, atol=1e-6)
-    assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 150
-    for n in grads[0]:
-        assert torch.allclose(grads[0][n], grads[1][n], atol=1e-6, rtol=1e-4), n
+    model = Sequencer2D(TINY, drop_path_rate=0.0, with_cp=True).train()
+    model(torch.randn(1, 3, 64, 96))
+    blocks = [block for stage in model.stages for block in stage.blocks]
+    assert len(checkpointed) == len(blocks) == 6
+    assert {id(getattr(fn, '__self__', fn)) for fn in checkpointed} == {id(b) for b in blocks}
 
 
 def test_frozen_stages_and_train_mode():
