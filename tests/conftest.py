@@ -28,3 +28,47 @@ def expected_shapes(h, w, channels):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+# ---- one training step of a detector / segmentor from a config ---------------------------------------------
+def build_model(cfg):
+    """The config's model, built in its default scope's registry (mmdet / mmseg / mmpretrain)."""
+    from mmengine.registry import init_default_scope
+    init_default_scope(cfg.default_scope)
+    return __import__(f'{cfg.default_scope}.registry', fromlist=['MODELS']).MODELS.build(cfg.model)
+
+
+def det_batch(model, hw=(96, 128)):
+    """A preprocessed Mask R-CNN batch: one image of ``hw`` with two random boxes and masks (mmdet's demo)."""
+    from mmdet.testing import demo_mm_inputs
+    packed = demo_mm_inputs(batch_size=1, image_shapes=[(3, *hw)], num_items=[2], num_classes=80, with_mask=True)
+    return model.data_preprocessor(packed, True)
+
+
+def seg_batch(model, hw=(96, 128), batch_size=2):
+    """A preprocessed segmentation batch of random images and ADE20K-range labels; 2 images by default because
+    UperNet's pooled 1x1 BatchNorm needs more than one value per channel."""
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+    samples = []
+    for _ in range(batch_size):
+        sample = SegDataSample(metainfo=dict(img_shape=hw, ori_shape=hw, pad_shape=hw))
+        sample.gt_sem_seg = PixelData(data=torch.randint(0, 150, (1, *hw)))
+        samples.append(sample)
+    inputs = [torch.randint(0, 255, (3, *hw), dtype=torch.uint8) for _ in range(batch_size)]
+    return model.data_preprocessor(dict(inputs=inputs, data_samples=samples), True)
+
+
+def training_step(model, optim_wrapper_cfg, data, watched):
+    """One step through the configured optim wrapper: the loss is finite and positive, and every ``watched``
+    parameter moved (its gradient arrived and the step applied it)."""
+    from mmengine.optim import build_optim_wrapper
+    model.train()
+    wrapper = build_optim_wrapper(model, optim_wrapper_cfg)
+    before = [p.detach().clone() for p in watched]
+    total, _ = model.parse_losses(model(**data, mode='loss'))
+    assert torch.isfinite(total) and total > 0
+    wrapper.update_params(total)
+    for p, b in zip(watched, before):
+        assert not torch.equal(p, b)
+    return total

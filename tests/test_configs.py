@@ -8,7 +8,7 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
-from tests.conftest import REPO
+from tests.conftest import REPO, det_batch, seg_batch
 
 CONFIGS = sorted(os.path.relpath(p, REPO) for p in glob.glob(os.path.join(REPO, 'configs', '*', '*.py'))
                  if '_base_' not in p)
@@ -42,27 +42,11 @@ def test_config_builds_and_channels_match(path):
     with torch.no_grad():
         outs = model.backbone(torch.randn(1, 3, 64, 96))
     assert [o.shape[1] for o in outs] == head_in_channels(cfg)
+    aux = cfg.model.get('auxiliary_head')
+    if aux is not None:  # mmseg's FCN auxiliary head reads one level
+        assert aux.in_channels == outs[aux.in_index].shape[1]
     strides = [model.backbone.strides[i] for i in model.backbone.out_indices]
     assert [tuple(o.shape[-2:]) for o in outs] == [(-(-64 // s), -(-96 // s)) for s in strides]
-
-
-def det_batch(model):
-    from mmdet.testing import demo_mm_inputs
-    packed = demo_mm_inputs(batch_size=1, image_shapes=[(3, 96, 128)], num_items=[2], num_classes=80,
-                            with_mask=True)
-    return model.data_preprocessor(packed, True)
-
-
-def seg_batch(model, batch_size=2):  # 2: UperNet's pooled 1x1 BatchNorm needs more than one value
-    from mmengine.structures import PixelData
-    from mmseg.structures import SegDataSample
-    samples = []
-    for _ in range(batch_size):
-        sample = SegDataSample(metainfo=dict(img_shape=(96, 128), ori_shape=(96, 128), pad_shape=(96, 128)))
-        sample.gt_sem_seg = PixelData(data=torch.randint(0, 150, (1, 96, 128)))
-        samples.append(sample)
-    inputs = [torch.randint(0, 255, (3, 96, 128), dtype=torch.uint8) for _ in range(batch_size)]
-    return model.data_preprocessor(dict(inputs=inputs, data_samples=samples), True)
 
 
 def cls_batch(model, num_classes, batch_size=2):

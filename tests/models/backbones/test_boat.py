@@ -8,7 +8,7 @@ import timm
 import torch
 import torch.nn.functional as F
 
-from tests.conftest import REPO, expected_shapes, randomize, rel_err
+from tests.conftest import REPO, build_model, det_batch, expected_shapes, randomize, rel_err, seg_batch, training_step
 from vitdense.checkpoint import load_pretrained
 from vitdense.models.backbones import BOATClassifier, BOATCSWin, BOATSwin
 from vitdense.models.backbones.boat import (BOATSwinBlock, CrossShapedWindowAttention,
@@ -347,7 +347,6 @@ def build_from_config(name, small_arch):
     """The model of a configs/boat file, its backbone shrunk to ``small_arch`` (and the head's inputs to match)
     so that a CPU step stays short; tests/test_configs.py runs the configs as they are."""
     from mmengine.config import Config
-    from mmengine.registry import init_default_scope
     cfg = Config.fromfile(os.path.join(REPO, 'configs', 'boat', name))
     channels = [small_arch['embed_dim'] * 2 ** i for i in range(4)]
     cfg.model.backbone.arch = small_arch
@@ -356,50 +355,23 @@ def build_from_config(name, small_arch):
     else:
         cfg.model.decode_head.in_channels = channels
         cfg.model.auxiliary_head.in_channels = channels[2]
-    init_default_scope(cfg.default_scope)
-    registry = __import__(f'{cfg.default_scope}.registry', fromlist=['MODELS']).MODELS
-    return cfg, registry.build(cfg.model)
-
-
-def one_training_step(model, data):
-    model.train()
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-    before = model.backbone.stages[0].blocks[0].fsla.qkv.weight.clone() if hasattr(model.backbone, 'stages') \
-        else model.backbone.layers[0].blocks[0].fsla.qkv.weight.clone()
-    losses = model(**data, mode='loss')
-    total = sum(v.sum() if isinstance(v, torch.Tensor) else sum(v) for k, v in losses.items() if 'loss' in k)
-    assert torch.isfinite(total) and total > 0
-    optimizer.zero_grad()
-    total.backward()
-    optimizer.step()
-    after = model.backbone.stages[0].blocks[0].fsla.qkv.weight if hasattr(model.backbone, 'stages') \
-        else model.backbone.layers[0].blocks[0].fsla.qkv.weight
-    assert not torch.equal(before, after)                                 # FSLA weights were trained
+    return cfg, build_model(cfg)
 
 
 def test_mask_rcnn_training_step_on_cpu():
-    from mmdet.testing import demo_mm_inputs
     torch.manual_seed(0)
     cfg, model = build_from_config('mask-rcnn_boat-swin-t-p4-w7_fpn_mini-coco.py', SMALL_SWIN)
     assert cfg.model.backbone.layout == 'paper'
-    packed = demo_mm_inputs(batch_size=1, image_shapes=[(3, 96, 128)], num_items=[2], num_classes=80,
-                            with_mask=True)
-    one_training_step(model, model.data_preprocessor(packed, True))
+    fsla = model.backbone.layers[0].blocks[0].fsla
+    training_step(model, cfg.optim_wrapper, det_batch(model), [fsla.qkv.weight, fsla.lepe.weight])
 
 
 def test_upernet_training_step_on_cpu():
-    from mmengine.structures import PixelData
-    from mmseg.structures import SegDataSample
     torch.manual_seed(0)
     cfg, model = build_from_config('upernet_boat-cswin-t_mini-ade20k.py', SMALL_CSWIN)
     model.data_preprocessor.size, model.data_preprocessor.size_divisor = None, 32
-    samples = []
-    for _ in range(2):  # UperNet's pooled 1x1 BatchNorm needs more than one value
-        sample = SegDataSample(metainfo=dict(img_shape=(64, 96), ori_shape=(64, 96), pad_shape=(64, 96)))
-        sample.gt_sem_seg = PixelData(data=torch.randint(0, 150, (1, 64, 96)))
-        samples.append(sample)
-    inputs = [torch.randint(0, 255, (3, 64, 96), dtype=torch.uint8) for _ in range(2)]
-    one_training_step(model, model.data_preprocessor(dict(inputs=inputs, data_samples=samples), True))
+    fsla = model.backbone.stages[0].blocks[0].fsla
+    training_step(model, cfg.optim_wrapper, seg_batch(model, (64, 96)), [fsla.qkv.weight, fsla.lepe.weight])
 
 
 def test_configs_name_the_intended_backbones():

@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from tests.conftest import REPO, expected_shapes, randomize, rel_err
+from tests.conftest import REPO, build_model, det_batch, expected_shapes, randomize, rel_err, seg_batch, training_step
 from vitdense.models.backbones import Sequencer2D
 from vitdense.models.layers import resample_to_stride
 
@@ -268,60 +268,33 @@ def test_configs_parse_and_channels_match_the_backbone():
 
 def test_semantic_fpn_config_builds_and_segments():
     torch.manual_seed(0)
-    _, model = build_model('fpn_sequencer2d-s_4xb4-80k_ade20k-512x512.py', init_weights=False)
+    _, model = sequencer_model('fpn_sequencer2d-s_4xb4-80k_ade20k-512x512.py', init_weights=False)
     model.eval()
     with torch.no_grad():
         logits = model(torch.randn(1, 3, 64, 96), mode='tensor')
     assert logits.shape == (1, 150, 16, 24) and torch.isfinite(logits).all()
 
 
-def build_model(name, init_weights=True):
+def sequencer_model(name, init_weights=True):
     from mmengine.config import Config
-    from mmengine.registry import init_default_scope
     cfg = Config.fromfile(os.path.join(REPO, 'configs', 'sequencer', name))
-    init_default_scope(cfg.default_scope)
-    registry = __import__(f'{cfg.default_scope}.registry', fromlist=['MODELS']).MODELS
-    model = registry.build(cfg.model)
+    model = build_model(cfg)
     if init_weights:  # the mini configs start from scratch; the full ones would look for ImageNet weights
         model.init_weights()
     return cfg, model
 
 
-def train_step(cfg, model, data):
-    from mmengine.optim import build_optim_wrapper
-    optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
-    before = model.backbone.stages[0].blocks[0].rnn_tokens.rnn_v.weight_hh_l0.detach().clone()
-    losses = model(**model.data_preprocessor(data, True), mode='loss')
-    total, _ = model.parse_losses(losses)
-    assert torch.isfinite(total) and total > 0
-    optim_wrapper.update_params(total)
-    after = model.backbone.stages[0].blocks[0].rnn_tokens.rnn_v.weight_hh_l0.detach()
-    assert not torch.equal(before, after)  # the gradient reached the first block, the step moved it
-    assert model.backbone.to_stride4.weight.grad is None  # update_params zeroes grads after stepping
-    return total
-
-
 def test_mask_rcnn_training_step_on_cpu():
-    from mmdet.testing import demo_mm_inputs
     torch.manual_seed(0)
-    cfg, model = build_model('mask-rcnn_sequencer2d-s_fpn_mini-coco.py')
-    model.train()
-    data = demo_mm_inputs(batch_size=1, image_shapes=[(3, 64, 64)], num_items=[2], num_classes=80,
-                          with_mask=True)
-    train_step(cfg, model, data)
+    cfg, model = sequencer_model('mask-rcnn_sequencer2d-s_fpn_mini-coco.py')
+    first_rnn = model.backbone.stages[0].blocks[0].rnn_tokens.rnn_v.weight_hh_l0
+    training_step(model, cfg.optim_wrapper, det_batch(model, (64, 64)), [first_rnn])
 
 
 def test_upernet_training_step_on_cpu():
-    from mmengine.structures import PixelData
-    from mmseg.structures import SegDataSample
     torch.manual_seed(0)
-    cfg, model = build_model('upernet_sequencer2d-s_mini-ade20k.py')
+    cfg, model = sequencer_model('upernet_sequencer2d-s_mini-ade20k.py')
     model.data_preprocessor.size = (64, 64)
-    model.train()
-    samples, inputs = [], []
-    for _ in range(2):  # 2: the pooled 1x1 BatchNorm in UperNet's PPM needs more than one value
-        sample = SegDataSample(metainfo=dict(img_shape=(64, 64), ori_shape=(64, 64), pad_shape=(64, 64)))
-        sample.gt_sem_seg = PixelData(data=torch.randint(0, 150, (1, 64, 64)))
-        samples.append(sample)
-        inputs.append(torch.randint(0, 255, (3, 64, 64), dtype=torch.uint8))
-    train_step(cfg, model, dict(inputs=inputs, data_samples=samples))
+    first_rnn = model.backbone.stages[0].blocks[0].rnn_tokens.rnn_v.weight_hh_l0
+    training_step(model, cfg.optim_wrapper, seg_batch(model, (64, 64)), [first_rnn, model.backbone.to_stride4.weight])
+

@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 from timm.layers import resample_abs_pos_embed
 
-from tests.conftest import REPO, ODD_SIZES, expected_shapes, randomize, rel_err
+from tests.conftest import (REPO, ODD_SIZES, build_model, det_batch, expected_shapes, randomize, rel_err,
+                            training_step)
 from vitdense.checkpoint import CheckpointError, convert_state_dict, load_pretrained
 from vitdense.models.backbones import VisionTransformer
 
@@ -255,48 +256,25 @@ VIT_CONFIGS = sorted(p for pattern in ('mask-rcnn_*.py', 'upernet_*.py')
                      for p in glob.glob(os.path.join(REPO, 'configs', 'vit', pattern)))
 
 
-def test_configs_build_with_matching_channels():
+def test_configs_use_layer_decay_and_vitdet_windows():
+    """(Every config's channels against its heads: tests/test_configs.py.)"""
     from mmengine.config import Config
-    from mmengine.registry import init_default_scope
-    from mmdet.registry import MODELS as DET_MODELS  # noqa: F401  (registers mmdet's scope)
 
     assert len(VIT_CONFIGS) == 8
     for path in VIT_CONFIGS:
         cfg = Config.fromfile(path)
-        init_default_scope(cfg.default_scope)
-        backbone_cfg = dict(cfg.model.backbone, init_cfg=None)
-        assert backbone_cfg.pop('type') == 'vitdense.VisionTransformer'
-        with torch.device('meta'):  # shapes only: fast
-            backbone = VisionTransformer(**backbone_cfg)
-        head_channels = (cfg.model.neck.in_channels if cfg.default_scope == 'mmdet'
-                         else cfg.model.decode_head.in_channels)
-        assert list(head_channels) == backbone.num_features, path
+        backbone = cfg.model.backbone
+        assert backbone.type == 'vitdense.VisionTransformer', path
         assert cfg.optim_wrapper.constructor == 'vitdense.LayerDecayOptimWrapperConstructor', path
         if cfg.default_scope == 'mmdet':
-            assert backbone.window_size == 14 and backbone.global_attn_indexes == (2, 5, 8, 11)
+            assert backbone.window_size == 14 and tuple(backbone.global_attn_indexes) == (2, 5, 8, 11), path
 
 
 def test_mask_rcnn_training_step_on_cpu():
-    from mmdet.registry import MODELS as DET_MODELS
-    from mmdet.testing import demo_mm_inputs
     from mmengine.config import Config
-    from mmengine.optim import build_optim_wrapper
-    from mmengine.registry import init_default_scope
-
     cfg = Config.fromfile(os.path.join(REPO, 'configs/vit/mask-rcnn_vit-s-p16-w14_fpn_mini-coco.py'))
-    init_default_scope('mmdet')
     # the mini config's detector with a 4-block DeiT-T-wide ViT (ViT-S itself: tests/test_configs.py)
     cfg.model.backbone.update(arch=TINY4, global_attn_indexes=(1, 3))
     cfg.model.neck.in_channels = TINY4_CHANNELS
-    model = DET_MODELS.build(cfg.model)
-    model.train()
-    wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
-    packed = demo_mm_inputs(batch_size=1, image_shapes=[(3, 100, 132)], num_items=[2], num_classes=80,
-                            with_mask=True)
-    data = model.data_preprocessor(packed, True)
-    before = model.backbone.blocks[2].attn.qkv.weight.detach().clone()
-    losses = model(**data, mode='loss')
-    total, _ = model.parse_losses(losses)
-    assert torch.isfinite(total)
-    wrapper.update_params(total)
-    assert not torch.equal(model.backbone.blocks[2].attn.qkv.weight, before)
+    model = build_model(cfg)
+    training_step(model, cfg.optim_wrapper, det_batch(model, (100, 132)), [model.backbone.blocks[2].attn.qkv.weight])

@@ -11,7 +11,8 @@ from timm.models.resnetv2 import ResNetV2
 from timm.models.vision_transformer import VisionTransformer as TimmVisionTransformer
 from timm.models.vision_transformer_hybrid import checkpoint_filter_fn
 
-from tests.conftest import REPO, ODD_SIZES, expected_shapes, randomize, rel_err
+from tests.conftest import (REPO, ODD_SIZES, build_model, det_batch, expected_shapes, randomize, rel_err,
+                            seg_batch, training_step)
 from vitdense.checkpoint import CheckpointError, load_pretrained
 from vitdense.models.backbones import HybridVisionTransformer
 
@@ -278,21 +279,14 @@ HYBRID_CONFIGS = sorted(p for p in glob.glob(os.path.join(REPO, 'configs', 'vit_
                         if os.path.basename(p).startswith(('mask-rcnn_', 'upernet_')))  # det / seg only
 
 
-def test_configs_build_with_matching_channels():
+def test_configs_use_layer_decay_timm_normalisation_and_checkpoints():
+    """(Every config's channels against its heads: tests/test_configs.py.)"""
     from mmengine.config import Config
 
     assert len(HYBRID_CONFIGS) == 8
     for path in HYBRID_CONFIGS:
         cfg = Config.fromfile(path)
-        backbone_cfg = dict(cfg.model.backbone, init_cfg=None)
-        assert backbone_cfg.pop('type') == 'vitdense.HybridVisionTransformer'
-        with torch.device('meta'):
-            backbone = HybridVisionTransformer(**backbone_cfg)
-        head_channels = (cfg.model.neck.in_channels if cfg.default_scope == 'mmdet'
-                         else cfg.model.decode_head.in_channels)
-        assert list(head_channels) == backbone.num_features, path
-        if cfg.default_scope == 'mmseg':
-            assert cfg.model.auxiliary_head.in_channels == backbone.num_features[2], path
+        assert cfg.model.backbone.type == 'vitdense.HybridVisionTransformer', path
         assert cfg.optim_wrapper.constructor == 'vitdense.LayerDecayOptimWrapperConstructor', path
         assert list(cfg.model.data_preprocessor.std) == [127.5] * 3, path  # timm hybrids: mean = std = 0.5
         if 'mini' not in path:
@@ -305,58 +299,22 @@ def small_variant(cfg_backbone):
 
 
 def test_mask_rcnn_training_step_on_cpu():
-    from mmdet.registry import MODELS as DET_MODELS
-    from mmdet.testing import demo_mm_inputs
     from mmengine.config import Config
-    from mmengine.optim import build_optim_wrapper
-    from mmengine.registry import init_default_scope
-
     cfg = Config.fromfile(os.path.join(REPO, 'configs/vit_hybrid/mask-rcnn_vit-s-r26-s32_fpn_mini-coco.py'))
-    init_default_scope('mmdet')
     small_variant(cfg.model.backbone)
     cfg.model.neck.in_channels = SMALL_CHANNELS
-    model = DET_MODELS.build(cfg.model)
-    model.train()
-    wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
-    packed = demo_mm_inputs(batch_size=1, image_shapes=[(3, 100, 132)], num_items=[2], num_classes=80,
-                            with_mask=True)
-    data = model.data_preprocessor(packed, True)
+    model = build_model(cfg)
     watched = [model.backbone.blocks[1].attn.qkv.weight, model.backbone.patch_embed.backbone.stem.conv.weight]
-    before = [p.detach().clone() for p in watched]
-    total, _ = model.parse_losses(model(**data, mode='loss'))
-    assert torch.isfinite(total) and total > 0
-    wrapper.update_params(total)
-    assert all(not torch.equal(p, b) for p, b in zip(watched, before))
+    training_step(model, cfg.optim_wrapper, det_batch(model, (100, 132)), watched)
 
 
 def test_upernet_training_step_on_cpu():
     from mmengine.config import Config
-    from mmengine.optim import build_optim_wrapper
-    from mmengine.registry import init_default_scope
-    from mmengine.structures import PixelData
-    from mmseg.registry import MODELS as SEG_MODELS
-    from mmseg.structures import SegDataSample
-
     cfg = Config.fromfile(os.path.join(REPO, 'configs/vit_hybrid/upernet_vit-s-r26-s32_mini-ade20k.py'))
-    init_default_scope('mmseg')
     cfg.model.backbone.update(arch=SMALL_R50_LAYOUT)  # global attention and class token, as configured
     cfg.model.decode_head.in_channels = SMALL_CHANNELS
     cfg.model.auxiliary_head.in_channels = SMALL_CHANNELS[2]
     cfg.model.data_preprocessor.size = (80, 112)  # pad to the inputs' own size, not the 256 crop: a small step
-    model = SEG_MODELS.build(cfg.model)
-    model.train()
-    wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
-    samples = []
-    for _ in range(2):  # two images: the pyramid-pooling BatchNorms need more than one value per channel
-        sample = SegDataSample(metainfo=dict(img_shape=(80, 112), ori_shape=(80, 112), pad_shape=(80, 112)))
-        sample.gt_sem_seg = PixelData(data=torch.randint(0, 150, (1, 80, 112)))
-        samples.append(sample)
-    packed = dict(inputs=[torch.randint(0, 255, (3, 80, 112), dtype=torch.uint8) for _ in range(2)],
-                  data_samples=samples)
-    data = model.data_preprocessor(packed, True)
+    model = build_model(cfg)
     watched = [model.backbone.pos_embed, model.backbone.patch_embed.backbone.stages[0].blocks[0].conv1.weight]
-    before = [p.detach().clone() for p in watched]
-    total, _ = model.parse_losses(model(**data, mode='loss'))
-    assert torch.isfinite(total) and total > 0
-    wrapper.update_params(total)
-    assert all(not torch.equal(p, b) for p, b in zip(watched, before))
+    training_step(model, cfg.optim_wrapper, seg_batch(model, (80, 112)), watched)
