@@ -2,12 +2,15 @@
 
     python tools/benchmark_boat.py                       # BOAT-Swin-T vs Swin-T at 800x1216 and 512x512
     python tools/benchmark_boat.py --family cswin --sizes 512x512 --repeats 3
+    python tools/benchmark_boat.py --compile --sizes 512x512   # both models through torch.compile (inductor)
 
 Both models run in eval mode under ``torch.no_grad()`` on random weights (speed does not depend on them), one
 warm-up forward then the median of ``--repeats`` timed forwards, interleaved so both see the same machine
 load; on a CPU the median process CPU time of the same forwards is printed too (steadier when other jobs
 share the cores). The clustering share is measured by wrapping ``FeatureSpaceLocalAttention.cluster`` (and
 the whole FSLA forward) with timers during extra forwards; on a GPU every timer synchronises first.
+``--compile`` times both models compiled (``dynamic=False``; the warm-up forward compiles, which takes minutes
+for BOAT on a CPU); the timers cannot see inside a compiled graph, so no shares are printed then.
 """
 import argparse
 import os
@@ -81,6 +84,8 @@ def main():
     parser.add_argument('--repeats', type=int, default=5)
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--threads', type=int, default=None, help='torch.set_num_threads (CPU)')
+    parser.add_argument('--compile', action='store_true', help='time both models through torch.compile')
+    parser.add_argument('--compile-backend', default='inductor', help="torch.compile backend (default inductor)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -90,9 +95,12 @@ def main():
                                        leaf_size=args.leaf_size).items() if v is not None}
     boat = boat_cls(arch=args.arch, layout=args.layout, drop_path_rate=0.0, **overrides).to(device).eval()
     swin = SwinTransformer(arch=args.arch, drop_path_rate=0.0).to(device).eval()
+    compiled = f', compiled ({args.compile_backend})' if args.compile else ''
     print(f'{boat_cls.__name__}-{args.arch} (layout {args.layout}) vs SwinTransformer-{args.arch}, '
           f'device {device}, threads {torch.get_num_threads()}, batch {args.batch}, '
-          f'median of {args.repeats} after 1 warm-up, torch {torch.__version__}')
+          f'median of {args.repeats} after 1 warm-up{compiled}, torch {torch.__version__}')
+    if args.compile:
+        boat, swin = (torch.compile(m, backend=args.compile_backend, dynamic=False) for m in (boat, swin))
     with torch.no_grad():
         for h, w in args.sizes:
             x = torch.randn(args.batch, 3, h, w, device=device)
@@ -102,21 +110,24 @@ def main():
             for _ in range(args.repeats):
                 boat_times.append(timed_forward(boat, x))
                 swin_times.append(timed_forward(swin, x))
-            with fsla_timers(device) as totals:
-                shares = []
-                for _ in range(max(1, args.repeats // 2)):
-                    totals['cluster'] = totals['fsla'] = 0.0
-                    total = timed_forward(boat, x)[0]
-                    shares.append((totals['cluster'] / total, totals['fsla'] / total))
+            shares = ''
+            if not args.compile:
+                with fsla_timers(device) as totals:
+                    fractions = []
+                    for _ in range(max(1, args.repeats // 2)):
+                        totals['cluster'] = totals['fsla'] = 0.0
+                        total = timed_forward(boat, x)[0]
+                        fractions.append((totals['cluster'] / total, totals['fsla'] / total))
+                cluster_share = statistics.median(f[0] for f in fractions)
+                fsla_share = statistics.median(f[1] for f in fractions)
+                shares = f'; FSLA {fsla_share:.0%} of BOAT time, clustering {cluster_share:.0%}'
             t_boat, t_swin = (statistics.median(t[0] for t in times) for times in (boat_times, swin_times))
-            cluster_share = statistics.median(s[0] for s in shares)
-            fsla_share = statistics.median(s[1] for s in shares)
             cpu = ''
             if device.type == 'cpu':  # process CPU time: less sensitive to other jobs sharing the cores
                 c_boat, c_swin = (statistics.median(t[1] for t in times) for times in (boat_times, swin_times))
                 cpu = f' (process CPU time {c_boat * 1000:.0f} / {c_swin * 1000:.0f} ms, {c_boat / c_swin:.2f}x)'
             print(f'{h}x{w}: BOAT {t_boat * 1000:.0f} ms, Swin {t_swin * 1000:.0f} ms, ratio {t_boat / t_swin:.2f}x'
-                  f'{cpu}; FSLA {fsla_share:.0%} of BOAT time, clustering {cluster_share:.0%}')
+                  f'{cpu}{shares}')
 
 
 if __name__ == '__main__':

@@ -269,6 +269,12 @@ def test_family_speed_benchmarks_report_ratios():
     assert boat.returncode == 0, boat.stderr[-2000:]
     assert re.search(r'64x96: BOAT \d+ ms, Swin \d+ ms, ratio \d+\.\d\dx .*FSLA \d+% of BOAT time, clustering \d+%',
                      boat.stdout), boat.stdout
+    # the compiled path, with the eager backend (inductor would spend minutes compiling BOAT)
+    compiled = run('tools/benchmark_boat.py', '--sizes', '64x96', '--repeats', '1', '--threads', '1', '--compile',
+                   '--compile-backend', 'eager')
+    assert compiled.returncode == 0, compiled.stderr[-2000:]
+    assert 'compiled (eager)' in compiled.stdout
+    assert re.search(r'64x96: BOAT \d+ ms, Swin \d+ ms, ratio \d+\.\d\dx', compiled.stdout), compiled.stdout
     seq = run('tools/benchmark_sequencer.py', '--sizes', '64x96', '--repeats', '1', '--threads', '1')
     assert seq.returncode == 0, seq.stderr[-2000:]
     row = re.search(r'\| 64x96 \|.*\| (\d+\.\d)e([+-]\d+) \|$', seq.stdout, re.M)
