@@ -326,3 +326,20 @@ def test_mmengine_loads_checkpoints_weights_only_even_when_the_environment_says_
     monkeypatch.setenv('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')  # would make a bare torch.load unpickle it
     with pytest.raises(CheckpointError, match=r'refusing to load .*pickles a (builtins\.)?print object'):
         _load_checkpoint(str(evil), map_location='cpu')
+
+
+# ---- the analysis and data tools answer the same way as train / test ---------------------------------------------
+@pytest.mark.parametrize('tool, args, message', [
+    ('get_flops', [DET_MINI, '--shape', 1, 2, 3], 'error: --shape takes 1 or 2 numbers (S, or H W), got 3'),
+    ('benchmark', [DET_MINI, '--shape', 1, 2, 3], 'error: --shape takes 1 or 2 numbers (S, or H W), got 3'),
+    ('browse_dataset', ['configs/no_such_config.py'], 'error: config not found: configs/no_such_config.py'),
+    ('demo', [DET_MINI, 'no.pth', 'no.jpg'], 'error: input not found: no.jpg (pass an image file or a folder'),
+    ('analyze_logs', ['no_such_run/scalars.json'], 'error: log not found: no_such_run/scalars.json'),
+    ('make_coco_crops', ['--ann-file', 'no_such.json'], 'error: COCO annotation file not found: no_such.json'),
+    ('model_zoo', ['--configs', 'no_such_dir'], 'error: --configs no_such_dir is not a folder'),
+])
+def test_analysis_tools_give_one_line_and_exit_status_2(tool, args, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(REPO)
+    line = one_error_line(capsys, os.path.join(REPO, 'tools', f'{tool}.py'), *args,
+                          *(['--out-dir', tmp_path / 'out'] if tool == 'make_coco_crops' else []))
+    assert line.startswith(message), line

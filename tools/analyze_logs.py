@@ -17,7 +17,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
-from vitdense.apis import UserError  # noqa: E402
+from vitdense.apis import UserError, run_tool  # noqa: E402
 
 
 def build_parser():
@@ -136,7 +136,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    try:
-        main()
-    except UserError as err:
-        sys.exit(f'error: {err}')
+    run_tool(main)

@@ -22,7 +22,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
-from vitdense.apis import DictAction, UserError, load_config  # noqa: E402
+from vitdense.apis import DictAction, UserError, load_config, run_tool  # noqa: E402
 
 
 def build_parser():
@@ -61,10 +61,7 @@ def main(argv=None):
     args = parse_args(argv)
     import torch
     from vitdense import analysis
-    try:
-        shape = analysis.parse_shape(args.shape)
-    except ValueError as err:
-        raise UserError(str(err)) from None
+    shape = analysis.parse_shape(args.shape)
     if min(shape) < 1 or args.batch_size < 1 or args.repeats < 1 or args.warmup < 0:
         raise UserError('--shape, --batch-size and --repeats must be positive and --warmup >= 0')
     device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
@@ -121,7 +118,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    try:
-        main()
-    except UserError as err:
-        sys.exit(f'error: {err}')
+    run_tool(main)

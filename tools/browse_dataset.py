@@ -14,7 +14,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
-from vitdense.apis import DictAction, UserError, check_data, load_config  # noqa: E402
+from vitdense.apis import DictAction, UserError, check_data, load_config, run_tool  # noqa: E402
 
 
 def build_parser():
@@ -110,7 +110,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    try:
-        main()
-    except UserError as err:
-        sys.exit(f'error: {err}')
+    run_tool(main)

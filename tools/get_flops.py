@@ -14,7 +14,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
-from vitdense.apis import DictAction, UserError, load_config  # noqa: E402
+from vitdense.apis import DictAction, UserError, load_config, run_tool  # noqa: E402
 
 
 def build_parser():
@@ -40,10 +40,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     from vitdense import analysis
-    try:
-        shape = analysis.parse_shape(args.shape)
-    except ValueError as err:
-        raise UserError(str(err)) from None
+    shape = analysis.parse_shape(args.shape)
     cfg = load_config(args.config, args.cfg_options)
     if not analysis.is_model_config(cfg):
         raise UserError(f'{args.config} defines no complete model (a _base_ fragment?); pass a leaf config')
@@ -78,7 +75,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    try:
-        main()
-    except UserError as err:
-        sys.exit(f'error: {err}')
+    run_tool(main)

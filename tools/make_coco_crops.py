@@ -14,6 +14,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
+from vitdense.apis import run_tool  # noqa: E402
 from vitdense.transfer import make_coco_crops_dataset  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -36,12 +37,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if os.path.isdir(args.out_dir):
         shutil.rmtree(args.out_dir)
-    try:
-        summary = make_coco_crops_dataset(args.ann_file, args.img_root, args.out_dir, size=args.size,
-                                          context=args.context, min_box=args.min_box,
-                                          min_per_class=args.min_per_class, val_every=args.val_every)
-    except (FileNotFoundError, ValueError) as err:
-        sys.exit(f'error: {err}')
+    summary = make_coco_crops_dataset(args.ann_file, args.img_root, args.out_dir, size=args.size,
+                                      context=args.context, min_box=args.min_box,
+                                      min_per_class=args.min_per_class, val_every=args.val_every)
     counts = ', '.join(f"{c} {n['train']}/{n['val']}" for c, n in summary['classes'].items())
     print(f"wrote {len(summary['crops'])} crops of {len(summary['classes'])} classes to {args.out_dir} "
           f"(train/val: {counts}); dropped classes with fewer than {args.min_per_class} crops: "
@@ -49,4 +47,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

@@ -43,6 +43,8 @@ import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from vitdense.apis import UserError
+
 aten = torch.ops.aten
 
 # Input sizes the papers report FLOPs at (H, W): COCO detection at 1280x800, ADE20K UperNet at 512x2048,
@@ -635,4 +637,4 @@ def parse_shape(values: Optional[Sequence[int]]) -> Optional[Tuple[int, int]]:
         return int(values[0]), int(values[0])
     if len(values) == 2:
         return int(values[0]), int(values[1])
-    raise ValueError(f'--shape takes 1 or 2 numbers (S, or H W), got {len(values)}')
+    raise UserError(f'--shape takes 1 or 2 numbers (S, or H W), got {len(values)}')
