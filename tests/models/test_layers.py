@@ -206,3 +206,21 @@ def test_one_leaf_and_bad_arguments():
     layout = balanced_cluster_layout(100, 1, 20)
     with pytest.raises(ValueError, match='layout is for 100 tokens, got 99'):
         hierarchical_cluster_permutation(torch.randn(1, 99, 4), layout)
+
+
+@pytest.mark.parametrize('shared', [True, False])
+def test_layout_is_built_once_on_the_tokens_device(shared):
+    """FSLA asks for the layout on its input's device, so a GPU forward pass copies no index maps from the host
+    (the meta device stands in for a GPU here)."""
+    cpu = balanced_cluster_layout(1000, 4, 20, shared)
+    meta = balanced_cluster_layout(1000, 4, 20, shared, torch.device('meta'))
+    assert balanced_cluster_layout(1000, 4, 20, shared, torch.device('meta')) is meta       # cached per device
+    for name, value in meta._asdict().items():
+        tensors = value if name == 'moves' else [value]
+        for t, ref in zip(tensors, cpu.moves if name == 'moves' else [getattr(cpu, name)]):
+            if isinstance(t, torch.Tensor):
+                assert t.device.type == 'meta' and t.shape == ref.shape and t.dtype == ref.dtype, name
+            else:
+                assert t == ref, name
+    assert (meta.q_pos is meta.kv_pos) == shared
+    assert len(meta.moves) == len(cpu.moves) == 3

@@ -187,10 +187,22 @@ def _child_slots(n: torch.Tensor, cap: int) -> torch.Tensor:
     return torch.cat([first, second], 1)
 
 
+def _layout_on(layout: ClusterLayout, device: Optional[torch.device]) -> ClusterLayout:
+    """The layout's index tensors on ``device`` (q_pos stays the same object as kv_pos where it is)."""
+    if device is None or torch.device(device) == layout.root.device:
+        return layout
+    moved = {name: value.to(device) for name, value in layout._asdict().items()
+             if isinstance(value, torch.Tensor) and name != 'q_pos'}
+    moved['q_pos'] = moved['kv_pos'] if layout.q_pos is layout.kv_pos else layout.q_pos.to(device)
+    moved['moves'] = tuple(m.to(device) for m in layout.moves)
+    return layout._replace(**moved)
+
+
 @functools.lru_cache(maxsize=128)
-def balanced_cluster_layout(num_tokens: int, num_levels: int, overlap: int = 0,
-                            shared_queries: bool = True) -> ClusterLayout:
-    """Index maps for clustering ``num_tokens`` tokens into 2^num_levels balanced leaves.
+def balanced_cluster_layout(num_tokens: int, num_levels: int, overlap: int = 0, shared_queries: bool = True,
+                            device: Optional[torch.device] = None) -> ClusterLayout:
+    """Index maps for clustering ``num_tokens`` tokens into 2^num_levels balanced leaves, on ``device``
+    (built once per device: no host-to-device copies in the forward pass).
 
     Every leaf is the first or the last m + n tokens of its sorted parent (m = ceil(N / 2^K), n =
     ``overlap``, capped so that m + n never exceeds a parent), so sibling clusters share 2n tokens (one or
@@ -204,7 +216,8 @@ def balanced_cluster_layout(num_tokens: int, num_levels: int, overlap: int = 0,
         raise ValueError(f'need num_tokens >= 1 and num_levels >= 0, got {num_tokens}, {num_levels}')
     if K == 0:
         ids = torch.arange(N)
-        return ClusterLayout(N, 0, N, N, 0, ids, (), ids[None], ids[None], torch.stack([ids, ids]), None)
+        return _layout_on(ClusterLayout(N, 0, N, N, 0, ids, (), ids[None], ids[None], torch.stack([ids, ids]), None),
+                          device)
     m = -(-N // 2 ** K)
     if m < 2:
         raise ValueError(f'{N} tokens cannot be split {K} times into leaves of at least 2 tokens')
@@ -247,7 +260,7 @@ def balanced_cluster_layout(num_tokens: int, num_levels: int, overlap: int = 0,
     slots = torch.stack([torch.where(valid, s + base, 0).flatten() for s in (slot_a, slot_b)])
     if weights is not None:
         weights = (weights * valid).reshape(2, -1)
-    return ClusterLayout(N, K, padded, m, ov, root, moves, kv_pos, q_pos, slots, weights)
+    return _layout_on(ClusterLayout(N, K, padded, m, ov, root, moves, kv_pos, q_pos, slots, weights), device)
 
 
 def split_ratio(unit: torch.Tensor, raw: Optional[torch.Tensor] = None, invalid: Optional[torch.Tensor] = None,

@@ -141,7 +141,7 @@ class FeatureSpaceLocalAttention(nn.Module):
             return None, None
         # under torch.compile, trace the (pure) layout builder itself: dynamo ignores lru_cache and warns
         build = balanced_cluster_layout.__wrapped__ if torch.compiler.is_compiling() else balanced_cluster_layout
-        layout = build(N, levels, self.overlap, self.shared_queries)
+        layout = build(N, levels, self.overlap, self.shared_queries, qkv.device)
         feats = self.cluster_features(x, qkv).float()
         return hierarchical_cluster_permutation(feats, layout, self.cluster_iters, self.seeding), layout
 
