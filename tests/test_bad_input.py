@@ -328,7 +328,7 @@ def test_mmengine_loads_checkpoints_weights_only_even_when_the_environment_says_
         _load_checkpoint(str(evil), map_location='cpu')
 
 
-# ---- the analysis and data tools answer the same way as train / test ---------------------------------------------
+# ---- the analysis, benchmark and data tools answer the same way as train / test ----------------------------------
 @pytest.mark.parametrize('tool, args, message', [
     ('get_flops', [DET_MINI, '--shape', 1, 2, 3], 'error: --shape takes 1 or 2 numbers (S, or H W), got 3'),
     ('benchmark', [DET_MINI, '--shape', 1, 2, 3], 'error: --shape takes 1 or 2 numbers (S, or H W), got 3'),
@@ -337,6 +337,8 @@ def test_mmengine_loads_checkpoints_weights_only_even_when_the_environment_says_
     ('analyze_logs', ['no_such_run/scalars.json'], 'error: log not found: no_such_run/scalars.json'),
     ('make_coco_crops', ['--ann-file', 'no_such.json'], 'error: COCO annotation file not found: no_such.json'),
     ('model_zoo', ['--configs', 'no_such_dir'], 'error: --configs no_such_dir is not a folder'),
+    ('benchmark_boat', ['--repeats', 0], 'error: --repeats and --batch must be >= 1'),
+    ('benchmark_sequencer', ['--repeats', 0], 'error: --repeats must be >= 1 and --warmup >= 0'),
 ])
 def test_analysis_tools_give_one_line_and_exit_status_2(tool, args, message, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(REPO)

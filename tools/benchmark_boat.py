@@ -22,6 +22,7 @@ from contextlib import contextmanager
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from vitdense.apis import UserError, run_tool  # noqa: E402
 from vitdense.models.backbones import BOATCSWin, BOATSwin, SwinTransformer  # noqa: E402
 from vitdense.models.backbones.boat import FeatureSpaceLocalAttention  # noqa: E402
 
@@ -87,6 +88,8 @@ def main():
     parser.add_argument('--compile', action='store_true', help='time both models through torch.compile')
     parser.add_argument('--compile-backend', default='inductor', help="torch.compile backend (default inductor)")
     args = parser.parse_args()
+    if args.repeats < 1 or args.batch < 1:
+        raise UserError('--repeats and --batch must be >= 1')
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -131,4 +134,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

@@ -21,6 +21,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from vitdense.apis import UserError, run_tool  # noqa: E402
 
 
 def parse_size(text):
@@ -58,7 +59,7 @@ def timed(fn, x, device):
 def main():
     args = parse_args()
     if args.repeats < 1 or args.warmup < 0:
-        sys.exit('--repeats must be >= 1 and --warmup >= 0')
+        raise UserError('--repeats must be >= 1 and --warmup >= 0')
     if args.threads:
         torch.set_num_threads(args.threads)
     import timm
@@ -106,4 +107,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)
