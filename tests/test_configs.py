@@ -8,7 +8,7 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
-from tests.conftest import REPO, det_batch, seg_batch
+from tests.conftest import REPO, build_model, det_batch, seg_batch
 
 CONFIGS = sorted(os.path.relpath(p, REPO) for p in glob.glob(os.path.join(REPO, 'configs', '*', '*.py'))
                  if '_base_' not in p)
@@ -17,9 +17,7 @@ MINI = [c for c in CONFIGS if 'mini' in c]
 
 def build(path):
     cfg = Config.fromfile(os.path.join(REPO, path))
-    init_default_scope(cfg.default_scope)
-    registry = __import__(f'{cfg.default_scope}.registry', fromlist=['MODELS']).MODELS
-    return cfg, registry.build(cfg.model)
+    return cfg, build_model(cfg)
 
 
 def head_in_channels(cfg):

@@ -215,12 +215,14 @@ def test_layout_is_built_once_on_the_tokens_device(shared):
     cpu = balanced_cluster_layout(1000, 4, 20, shared)
     meta = balanced_cluster_layout(1000, 4, 20, shared, torch.device('meta'))
     assert balanced_cluster_layout(1000, 4, 20, shared, torch.device('meta')) is meta       # cached per device
-    for name, value in meta._asdict().items():
-        tensors = value if name == 'moves' else [value]
-        for t, ref in zip(tensors, cpu.moves if name == 'moves' else [getattr(cpu, name)]):
-            if isinstance(t, torch.Tensor):
-                assert t.device.type == 'meta' and t.shape == ref.shape and t.dtype == ref.dtype, name
-            else:
-                assert t == ref, name
-    assert (meta.q_pos is meta.kv_pos) == shared
+    assert meta[:5] == cpu[:5]  # num_tokens, num_levels, padded, capacity, overlap
+
+    def index_maps(layout):
+        return [layout.root, *layout.moves, layout.kv_pos, layout.q_pos, layout.pos_slots, layout.pos_weights]
     assert len(meta.moves) == len(cpu.moves) == 3
+    for t, ref in zip(index_maps(meta), index_maps(cpu)):
+        if ref is None:  # pos_weights without shared queries
+            assert t is None
+        else:
+            assert t.device.type == 'meta' and t.shape == ref.shape and t.dtype == ref.dtype
+    assert (meta.q_pos is meta.kv_pos) == shared

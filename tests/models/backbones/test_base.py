@@ -21,15 +21,20 @@ SMALL_BACKBONES = {
 }
 
 
+def build_small(name, **overrides):
+    """The family's SMALL_BACKBONES model in training mode, without stochastic depth (deterministic outputs)."""
+    kwargs = dict(SMALL_BACKBONES[name], **overrides)
+    if name != 'TimmBackbone':  # timm models take drop_path_rate only where they have it
+        kwargs['drop_path_rate'] = 0.0
+    return MODELS.build(dict(type=name, **kwargs)).train()
+
+
 @pytest.mark.parametrize('name', sorted(SMALL_BACKBONES))
 def test_torch_compile_takes_the_whole_backbone_as_one_graph(name):
     """fullgraph=True raises at the first graph break; the captured graph (run by the eager backend, so the
     test needs no C++ compiler) gives the eager outputs, for two input sizes (a recompile each: BOAT's
     clustering layout and the window paddings depend on the size) in training mode."""
-    kwargs = dict(SMALL_BACKBONES[name])
-    if name != 'TimmBackbone':
-        kwargs['drop_path_rate'] = 0.0
-    model = MODELS.build(dict(type=name, **kwargs)).train()
+    model = build_small(name)
     compiled = torch.compile(model, backend='eager', fullgraph=True, dynamic=False)
     for hw in ((64, 96), (50, 68)):
         x = torch.randn(1, 3, *hw)
@@ -52,11 +57,8 @@ def test_with_cp_gives_the_same_outputs_and_gradients(name, monkeypatch):
     x = torch.randn(1, 3, 64, 96)
     outputs, grads = [], []
     for with_cp in (False, True):
-        kwargs = dict(SMALL_BACKBONES[name], with_cp=with_cp)
-        if name != 'TimmBackbone':
-            kwargs['drop_path_rate'] = 0.0
         torch.manual_seed(0)
-        model = MODELS.build(dict(type=name, **kwargs)).train()
+        model = build_small(name, with_cp=with_cp)
         calls.clear()
         y = model(x)
         assert bool(calls) == with_cp
