@@ -379,6 +379,11 @@ def _count_forward(model: nn.Module, scope: str, shape, backbone_only: bool, dev
     return counter
 
 
+def backbone_flops(backbone: nn.Module, shape: Tuple[int, int]) -> int:
+    """Multiply-adds of one forward of a backbone on a 1 x 3 x H x W input, counted on the meta device."""
+    return _count_forward(backbone, 'mmdet', tuple(shape), True, 'meta').total
+
+
 def complexity(cfg, shape: Optional[Tuple[int, int]] = None, backbone_only: bool = False,
                depth: int = 2, flops: bool = True) -> Complexity:
     """Params and FLOPs (multiply-adds) of a config's model or backbone for a 1 x 3 x H x W input.

@@ -171,6 +171,22 @@ def test_split_with_padding_hands_padding_to_both_children():
     assert bool(torch.isinf(ratio[invalid]).all()) and bool(torch.isfinite(ratio[~invalid]).all())
 
 
+def test_split_ratio_from_raw_vectors_equals_the_normalised_computation():
+    """unit=None ('halves'): cosines taken from the raw rows (scaled by 1 / |t|) give the same ratios, padded
+    zero rows included."""
+    torch.manual_seed(0)
+    raw = torch.randn(3, 4, 40, 8, dtype=torch.float64) * torch.rand(3, 4, 40, 1, dtype=torch.float64) * 5
+    invalid = torch.zeros(3, 4, 40, dtype=torch.bool)
+    invalid[..., -5:] = True
+    raw[invalid] = 0
+    expected = split_ratio(F.normalize(raw, dim=-1), raw, invalid, seeding='halves')
+    ratio = split_ratio(None, raw, invalid, seeding='halves')
+    assert torch.equal(torch.isinf(ratio), invalid)
+    assert torch.allclose(ratio[~invalid], expected[~invalid], rtol=1e-12, atol=0)
+    with pytest.raises(ValueError, match='needs unit or raw'):
+        split_ratio(None, None)
+
+
 def test_each_head_clusters_its_own_queries():
     N = 784
     layout = balanced_cluster_layout(N, cluster_levels(N, 49), 20, True)

@@ -267,14 +267,19 @@ def test_family_speed_benchmarks_report_ratios():
         return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=600, cwd=REPO)
     boat = run('tools/benchmark_boat.py', '--sizes', '64x96', '--repeats', '1', '--threads', '1')
     assert boat.returncode == 0, boat.stderr[-2000:]
-    assert re.search(r'64x96: BOAT \d+ ms, Swin \d+ ms, ratio \d+\.\d\dx .*FSLA \d+% of BOAT time, clustering \d+%',
-                     boat.stdout), boat.stdout
+    flops = {}
+    for layout in ('paper', 'pytorch-boat'):  # both layouts by default, each against the same Swin runs
+        line = re.search(rf'64x96 {layout}: BOAT \d+ ms, Swin \d+ ms, ratio \d+\.\d\dx .*; FLOPs [\d.]+ / [\d.]+ G, '
+                         r'(\d+\.\d\d)x; FSLA \d+% of BOAT time, clustering \d+%', boat.stdout)
+        assert line, boat.stdout
+        flops[layout] = float(line.group(1))
+    assert flops['paper'] > flops['pytorch-boat'] > 1.0  # FSLA in every block costs more than in shifted ones
     # the compiled path, with the eager backend (inductor would spend minutes compiling BOAT)
     compiled = run('tools/benchmark_boat.py', '--sizes', '64x96', '--repeats', '1', '--threads', '1', '--compile',
-                   '--compile-backend', 'eager')
+                   '--compile-backend', 'eager', '--layout', 'paper')
     assert compiled.returncode == 0, compiled.stderr[-2000:]
     assert 'compiled (eager)' in compiled.stdout
-    assert re.search(r'64x96: BOAT \d+ ms, Swin \d+ ms, ratio \d+\.\d\dx', compiled.stdout), compiled.stdout
+    assert re.search(r'64x96 paper: BOAT \d+ ms, Swin \d+ ms, ratio \d+\.\d\dx', compiled.stdout), compiled.stdout
     seq = run('tools/benchmark_sequencer.py', '--sizes', '64x96', '--repeats', '1', '--threads', '1')
     assert seq.returncode == 0, seq.stderr[-2000:]
     row = re.search(r'\| 64x96 \|.*\| (\d+\.\d)e([+-]\d+) \|$', seq.stdout, re.M)

@@ -267,22 +267,37 @@ def split_ratio(unit: torch.Tensor, raw: Optional[torch.Tensor] = None, invalid:
                 iters: int = 2, seeding: str = 'farthest', temperature: float = 0.01) -> torch.Tensor:
     """Two-centroid score of every token of a batch of nodes: r = (1 + cos(t, c0)) / (1 + cos(t, c1)).
 
-    unit: (..., n, d) L2-normalised tokens; raw: the same before normalisation, or None to average unit
-    vectors (spherical k-means); invalid: (..., n) True on padded slots (zero vectors), which get r = +inf.
+    unit: (..., n, d) L2-normalised tokens, or None to take cosines from ``raw`` directly (each similarity
+    scaled by 1 / |t|: no normalised copy of the nodes is written); raw: the tokens before normalisation, or
+    None to average unit vectors (spherical k-means); invalid: (..., n) True on padded slots (zero vectors),
+    which get r = +inf.
     Centroids are seeded ('halves': the means of the node's first and second half, as pytorch-boat;
     'farthest': the token least similar to the node's mean direction m and its reflection about m, which
     does not depend on token order) and refined ``iters`` times with nearest-centroid (softmax / temperature)
     assignments in cosine similarity. Similarities are computed as (2, d) @ (d, n) (the (n, d) @ (d, 2)
     orientation takes a ~10x slower path in MKL).
     """
-    n, d = unit.shape[-2:]
+    if unit is None and raw is None:
+        raise ValueError('split_ratio needs unit or raw tokens')
+    if unit is None and seeding == 'halves':
+        inv_norm = raw.norm(dim=-1).clamp_min(1e-12).reciprocal().unsqueeze(-2)        # (..., 1, n)
+        raw_t = raw.transpose(-1, -2)
+
+        def cosines(c):
+            return (c @ raw_t) * inv_norm
+    else:
+        unit = F.normalize(raw, dim=-1) if unit is None else unit
+        unit_t = unit.transpose(-1, -2)
+
+        def cosines(c):
+            return c @ unit_t
+    n, d = raw.shape[-2:] if unit is None else unit.shape[-2:]
     raw = unit if raw is None else raw
-    unit_t = unit.transpose(-1, -2)
     if seeding == 'halves':
         c = torch.stack([raw[..., :n // 2, :].mean(-2), raw[..., n // 2:, :].mean(-2)], -2)   # (..., 2, d)
     elif seeding == 'farthest':
         mean = F.normalize(unit.sum(-2, keepdim=True), dim=-1)                            # (..., 1, d)
-        s = (mean @ unit_t).squeeze(-2)
+        s = cosines(mean).squeeze(-2)
         if invalid is not None:
             s = s.masked_fill(invalid, float('inf'))
         far = unit.gather(-2, s.argmin(-1)[..., None, None].expand(*s.shape[:-1], 1, d))
@@ -291,9 +306,9 @@ def split_ratio(unit: torch.Tensor, raw: Optional[torch.Tensor] = None, invalid:
         raise ValueError(f"seeding must be 'halves' or 'farthest', got '{seeding}'")
     c = F.normalize(c, dim=-1)
     for _ in range(iters):
-        assign = torch.softmax((c @ unit_t) / temperature, dim=-2)                         # (..., 2, n)
+        assign = torch.softmax(cosines(c) / temperature, dim=-2)                           # (..., 2, n)
         c = F.normalize(assign @ raw, dim=-1)
-    sim = c @ unit_t
+    sim = cosines(c)
     ratio = (1 + sim[..., 0, :]) / (1 + sim[..., 1, :]).clamp_min(1e-6)
     return ratio if invalid is None else ratio.masked_fill(invalid, float('inf'))
 
@@ -351,19 +366,18 @@ def hierarchical_cluster_permutation(x: torch.Tensor, layout: ClusterLayout, ite
         padded = layout.padded
         if padded > N:
             x = F.pad(x, (0, 0, 0, padded - N))
-        # separate contiguous tables: the batched matmuls are much slower on strided rows
-        raw = x.reshape(G * padded, d) if ordered else None
-        unit = F.normalize(x.reshape(G * padded, d), dim=-1)
+        # one table gathered per level ('halves' keeps raw vectors and takes cosines from them, see
+        # split_ratio); contiguous, as the batched matmuls are much slower on strided rows
+        table = x.reshape(G * padded, d) if ordered else F.normalize(x.reshape(G * padded, d), dim=-1)
         perm = layout.root.to(x.device).expand(G, padded)
         for level in range(layout.num_levels):
             nodes, cap = 2 ** level, padded >> level
             last = level == layout.num_levels - 1
             if level == 0 and padded == N:  # the root is the identity arrangement: nothing to move
-                node_unit, node_raw = unit.view(G, 1, cap, d), raw.view(G, 1, cap, d) if ordered else None
+                node_table = table.view(G, 1, cap, d)
             else:
-                rows = _flat_rows(perm, padded)
-                node_unit = unit.index_select(0, rows).view(G, nodes, cap, d)
-                node_raw = raw.index_select(0, rows).view(G, nodes, cap, d) if ordered else None
+                node_table = table.index_select(0, _flat_rows(perm, padded)).view(G, nodes, cap, d)
+            node_unit, node_raw = (None, node_table) if ordered else (node_table, None)
             invalid = (perm >= N).view(G, nodes, cap) if padded > N else None
             order = balanced_binary_split(node_unit, node_raw, invalid, iters, seeding, sort=ordered or last)
             if ordered and not last:  # lay the two sorted children out side by side, padding balanced
