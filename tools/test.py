@@ -11,6 +11,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'
 
 from vitdense.apis import (DictAction, add_launcher_args, check_data, load_config, parse_launcher_args,  # noqa: E402
                            run_tool, setup_cpu_distributed)
+from vitdense.datasets import check_images_when_evaluating  # noqa: E402
 
 
 def parse_args():
@@ -29,6 +30,7 @@ def main():
     cfg = load_config(args.config, args.cfg_options, args.work_dir)
     cfg.launcher = args.launcher
     check_data(cfg, loaders=('test_dataloader',))
+    check_images_when_evaluating(cfg)  # evaluation reads images as training does
     from vitdense.checkpoint import load_checkpoint_file
     from vitdense.checkpoint.io import check_fits
     checkpoint = load_checkpoint_file(args.checkpoint)  # weights_only; fails in one line before the runner is built

@@ -15,6 +15,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'
 from vitdense.apis import (DictAction, UserError, add_launcher_args, check_data, check_work_dir,  # noqa: E402
                            find_resume_checkpoint, load_config, parse_launcher_args, run_tool,
                            setup_cpu_distributed)
+from vitdense.datasets import check_images_when_evaluating  # noqa: E402
 
 
 def parse_args():
@@ -38,6 +39,7 @@ def main():
     cfg = load_config(args.config, args.cfg_options, args.work_dir)
     cfg.launcher = args.launcher
     check_data(cfg, loaders=('train_dataloader', 'val_dataloader'))
+    check_images_when_evaluating(cfg)  # evaluation reads images as training does
     check_work_dir(cfg.work_dir)
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'

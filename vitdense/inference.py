@@ -11,6 +11,8 @@ weights=CKPT)`` work with vitdense configs as they are: the configs carry ``defa
 * class names and palette from the config's test dataset when the checkpoint has none (a converted or
   hand-saved checkpoint): the inferencers would otherwise fall back to COCO (mmdet) or Cityscapes (mmseg)
   classes, which breaks drawing for a 150-class ADE20K model;
+* image files read by :class:`vitdense.LoadImage`, as in training (a 16-bit file whose data would read nearly
+  black as 8 bits stops with one line naming it, instead of a silently dark prediction);
 * ``score_thr``: a display threshold below the detector's own ``test_cfg`` ``score_thr`` (0.05) also lowers
   the latter, so low-confidence boxes (e.g. of a barely trained model) reach the picture.
 """
@@ -20,6 +22,7 @@ from typing import Optional
 from mmengine.config import Config
 
 from vitdense.apis import UserError, load_config
+from vitdense.datasets import check_inferencer_images
 
 INFERENCERS = {'mmdet': ('mmdet.apis', 'DetInferencer'), 'mmseg': ('mmseg.apis', 'MMSegInferencer')}
 
@@ -80,6 +83,7 @@ def build_inferencer(config: str, weights: Optional[str], device: Optional[str] 
     inferencer_cls = getattr(importlib.import_module(module), name)
     inferencer = inferencer_cls(model=cfg, weights=weights, device=device)
     inferencer.show_progress = False  # the tools show one bar over all images instead of one per call
+    check_inferencer_images(inferencer)  # files decoded and checked as in training
     if meta is None:  # the inferencer guessed COCO / Cityscapes classes: use the config's dataset instead
         meta = dataset_meta_from_config(cfg)
         inferencer.model.dataset_meta = dict(meta)

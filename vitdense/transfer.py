@@ -187,9 +187,10 @@ def normalisation(cfg) -> Tuple[Tuple[float, ...], Tuple[float, ...], bool]:
 def load_images(paths: Sequence[str], size: int) -> torch.Tensor:
     """uint8 N x 3 x size x size RGB: shorter side resized to ``size`` (bicubic), then centre-cropped."""
     from PIL import Image
+    from vitdense.datasets import read_image
     out = np.empty((len(paths), size, size, 3), dtype=np.uint8)
-    for i, path in enumerate(paths):
-        img = Image.open(path).convert('RGB')
+    for i, path in enumerate(paths):  # decoded as in training: EXIF orientation, 16-bit range checked
+        img = Image.fromarray(np.ascontiguousarray(read_image(path)[..., ::-1]))
         scale = size / min(img.size)
         w, h = max(size, round(img.width * scale)), max(size, round(img.height * scale))
         img = img.resize((w, h), Image.BICUBIC)
@@ -314,10 +315,12 @@ def dense_finetune(dense_config: str, bb: dict, iters: int, work_dir: str, mean=
     from mmengine.hooks import Hook
     from mmengine.runner import Runner
     from vitdense.apis import load_config
+    from vitdense.datasets import check_images_when_evaluating
     cfg = load_config(dense_config, cfg_options=cfg_options, work_dir=work_dir)
     bb = dense_backbone_cfg(bb, cfg.model.backbone.to_dict())
     channels = output_channels(build_backbone({**bb, 'init_cfg': None}))
     cfg = fit_dense_config(cfg, bb, channels, mean, std)
+    check_images_when_evaluating(cfg)
     cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=iters, val_interval=iters + 1)
     if isinstance(cfg.get('param_scheduler'), list):  # keep the warm-up shorter than the run
         for sched in cfg.param_scheduler:

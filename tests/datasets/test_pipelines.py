@@ -1,7 +1,8 @@
-"""Every training pipeline loads images with vitdense.LoadImage, so unusual files reach the model as 3-channel
-8-bit images (or stop with one line) through the configs users train with, not only when the transform is
-called directly. Test pipelines keep mmcv's LoadImageFromFile: mmdet's / mmseg's inferencers find the loader by
-that name to put their own (which also takes arrays) in its place."""
+"""Every pipeline vitdense runs loads images with vitdense.LoadImage, so unusual files reach the model as
+3-channel 8-bit images (or stop with one line) through the configs users train and evaluate with, not only when
+the transform is called directly. Test pipelines name mmcv's LoadImageFromFile (mmdet's / mmseg's inferencers
+find the loader by that name to put their own in its place); vitdense's train / test tools, its inferencers
+and the transfer tooling swap in vitdense.LoadImage."""
 import json
 import os
 import shutil
@@ -15,6 +16,8 @@ from mmengine.registry import init_default_scope
 from tests.conftest import REPO
 from tests.test_configs import CONFIGS
 from vitdense.apis import leaf_datasets
+from vitdense.datasets import check_images_when_evaluating, read_image
+from vitdense.datasets.transforms import ImageError
 
 
 @pytest.mark.parametrize('path', CONFIGS)
@@ -26,14 +29,20 @@ def test_every_config_trains_on_images_loaded_by_vitdense(path):
     for split, dataset in found:
         want = 'vitdense.LoadImage' if split.startswith('train') else 'LoadImageFromFile'
         assert dataset.pipeline[0]['type'] == want, f'{split}: {dataset.pipeline[0]}'
+    before = {split: [dict(step) for step in dataset.pipeline] for split, dataset in found}
+    assert check_images_when_evaluating(cfg) >= 1
+    for split, dataset in leaf_datasets(cfg):  # only the loader's type changes, its arguments stay
+        assert dataset.pipeline[0] == dict(before[split][0], type='vitdense.LoadImage'), split
+        assert [dict(step) for step in dataset.pipeline[1:]] == before[split][1:], split
 
 
-def test_gray_rgba_and_16bit_files_train_through_the_mini_coco_config(tmp_path):
-    """The real mini COCO with images re-saved (PNG bytes under the .jpg names the annotations use) as 16-bit
-    grayscale and as RGBA: the built dataset yields 3-channel tensors equal to the 8-bit originals; one holding
-    12-bit data in 16 bits (nearly black as 8 bits, which mmcv's loader passes on silently) stops naming it."""
-    from vitdense.datasets.transforms import ImageError
-    from mmdet.registry import DATASETS
+MINI_COCO = os.path.join(REPO, 'configs', 'swin', 'mask-rcnn_swin-t-p4-w7_fpn_mini-coco.py')
+
+
+def unusual_mini_coco(tmp_path):
+    """A copy of the real mini COCO whose first three images are re-saved (PNG bytes under the .jpg names the
+    annotations use) as 16-bit grayscale, as RGBA, and as 12-bit data in 16 bits (nearly black as 8 bits).
+    Returns (root, image file names, the 8-bit originals of the first three)."""
     root = tmp_path / 'coco'
     shutil.copytree(os.path.join(REPO, 'data', 'mini', 'coco_val2017_mini'), root)
     names = [img['file_name'] for img in json.load(open(root / 'instances_mini.json'))['images']]
@@ -47,8 +56,16 @@ def test_gray_rgba_and_16bit_files_train_through_the_mini_coco_config(tmp_path):
         ok, data = cv2.imencode('.png', img)
         assert ok
         (root / name).write_bytes(data.tobytes())
+    return root, names, originals
 
-    cfg = Config.fromfile(os.path.join(REPO, 'configs', 'swin', 'mask-rcnn_swin-t-p4-w7_fpn_mini-coco.py'))
+
+def test_gray_rgba_and_16bit_files_train_through_the_mini_coco_config(tmp_path):
+    """The built training dataset yields 3-channel tensors equal to the 8-bit originals for the 16-bit gray and
+    RGBA files; the 12-bit one (nearly black as 8 bits, which mmcv's loader passes on silently) stops naming it."""
+    from mmdet.registry import DATASETS
+    root, names, originals = unusual_mini_coco(tmp_path)
+    gray = cv2.cvtColor(originals[names[0]], cv2.COLOR_BGR2GRAY)
+    cfg = Config.fromfile(MINI_COCO)
     init_default_scope('mmdet')
     dataset_cfg = cfg.train_dataloader.dataset
     dataset_cfg.data_root = str(root) + '/'
@@ -62,3 +79,49 @@ def test_gray_rgba_and_16bit_files_train_through_the_mini_coco_config(tmp_path):
         assert np.array_equal(inputs.permute(1, 2, 0).numpy(), want), name
     with pytest.raises(ImageError, match=f'{root / names[2]} is a 16-bit image whose brightest value is'):
         dataset[by_name[names[2]]]
+
+
+def test_evaluation_reads_images_as_training_does(tmp_path):
+    """The mini COCO config's test dataset, as tools/test.py builds it: mmcv's loader would hand the 12-bit file
+    on nearly black (values 0-15); after check_images_when_evaluating it stops naming the file, and the 16-bit
+    gray file gives the 8-bit gray image."""
+    from mmdet.registry import DATASETS
+    root, names, originals = unusual_mini_coco(tmp_path)
+    cfg = Config.fromfile(MINI_COCO)
+    init_default_scope('mmdet')
+
+    def test_dataset():
+        dataset_cfg = cfg.test_dataloader.dataset
+        dataset_cfg.data_root = str(root) + '/'
+        dataset_cfg.pipeline = [dataset_cfg.pipeline[0], dict(type='PackDetInputs')]
+        dataset = DATASETS.build(dataset_cfg)
+        return dataset, {os.path.relpath(dataset.get_data_info(i)['img_path'], root): i for i in range(len(dataset))}
+    dataset, by_name = test_dataset()
+    assert int(dataset[by_name[names[2]]]['inputs'].max()) <= 15  # mmcv's loader: silently dark
+    check_images_when_evaluating(cfg)
+    dataset, by_name = test_dataset()
+    with pytest.raises(ImageError, match=f'{root / names[2]} is a 16-bit image whose brightest value is'):
+        dataset[by_name[names[2]]]
+    gray = cv2.cvtColor(originals[names[0]], cv2.COLOR_BGR2GRAY)
+    assert np.array_equal(dataset[by_name[names[0]]]['inputs'].permute(1, 2, 0).numpy(), np.repeat(gray[..., None], 3, 2))
+
+
+def test_inferencer_and_transfer_images_are_read_as_in_training(tmp_path):
+    """build_inferencer's file loader and the transfer tooling's image reader are vitdense.LoadImage: an 8-bit
+    file gives mmcv's pixels, the 12-bit file stops with one line naming it."""
+    from mmcv.transforms import LoadImageFromFile
+    from vitdense.datasets import LoadImage
+    from vitdense.inference import build_inferencer
+    from vitdense.transfer import load_images
+    root, names, _ = unusual_mini_coco(tmp_path)
+    jpeg = next(str(root / name) for name in names[3:] if (root / name).read_bytes()[:2] == b'\xff\xd8')
+    inferencer = build_inferencer(MINI_COCO, None, device='cpu')
+    loaders = [t.from_file for t in inferencer.pipeline.transforms if hasattr(t, 'from_file')]
+    assert len(loaders) == 1 and type(loaders[0]) is LoadImage
+    assert np.array_equal(loaders[0](dict(img_path=jpeg))['img'], LoadImageFromFile()(dict(img_path=jpeg))['img'])
+    with pytest.raises(ImageError, match='is a 16-bit image whose brightest value is'):
+        inferencer(str(root / names[2]))
+    assert np.array_equal(read_image(jpeg), cv2.imread(jpeg))
+    assert tuple(load_images([jpeg], 32).shape) == (1, 3, 32, 32)
+    with pytest.raises(ImageError, match=f'{root / names[2]} is a 16-bit image'):
+        load_images([str(root / names[2])], 32)

@@ -1,4 +1,5 @@
 """Data loading pieces vitdense adds to mmdet / mmseg pipelines."""
-from .transforms import TRANSFORMS, LoadImage
+from .transforms import (TRANSFORMS, LoadImage, check_images_when_evaluating, check_inferencer_images,
+                         read_image)
 
-__all__ = ['TRANSFORMS', 'LoadImage']
+__all__ = ['TRANSFORMS', 'LoadImage', 'check_images_when_evaluating', 'check_inferencer_images', 'read_image']

@@ -15,10 +15,14 @@ empty (0 bytes)               OpenCV assertion, no file name              one-li
 
 8-bit files are decoded exactly as mmcv does (the same pixels, EXIF orientation applied); 16-bit PNG and TIFF
 files are decoded unchanged and converted here. vitdense's training pipelines use it in place of
-``LoadImageFromFile`` (same arguments): ``dict(type='vitdense.LoadImage')``. Test pipelines keep mmcv's loader,
-which mmdet's / mmseg's inferencers look up by name to substitute their own.
+``LoadImageFromFile`` (same arguments): ``dict(type='vitdense.LoadImage')``. Test pipelines name mmcv's loader,
+because mmdet's / mmseg's inferencers find it by that name to put their own (which also takes arrays) in its
+place; vitdense's tools read those images with this loader all the same: ``tools/train.py`` / ``tools/test.py``
+swap it into the validation / test pipelines (:func:`check_images_when_evaluating`), and
+:func:`vitdense.inference.build_inferencer` into the inferencer's file loader (:func:`check_inferencer_images`).
+Only mmdet's / mmseg's inferencers built directly keep mmcv's loader.
 """
-from typing import Optional
+from typing import Optional, Sequence
 
 import mmcv
 import numpy as np
@@ -31,6 +35,8 @@ from vitdense.apis import UserError
 
 TRANSFORMS = Registry('transform', parent=MMENGINE_TRANSFORMS, scope='vitdense', locations=['vitdense.datasets'])
 
+# the names under which configs ask for mmcv's loader
+MMCV_LOADER = ('LoadImageFromFile', 'mmcv.LoadImageFromFile')
 # a 16-bit image whose brightest value is below this uses at most 12 bits: as 8 bits it would be 0..15
 MIN_16BIT_PEAK = 4096
 
@@ -65,6 +71,40 @@ class LoadImage(LoadImageFromFile):
         results['img'] = img
         results['img_shape'] = results['ori_shape'] = img.shape[:2]
         return results
+
+
+def check_images_when_evaluating(cfg, loaders: Sequence[str] = ('val_dataloader', 'test_dataloader')) -> int:
+    """Read the images of these loaders' datasets with :class:`LoadImage` instead of mmcv's loader (same
+    arguments), so evaluation sees images as training does; returns how many pipelines changed."""
+    from vitdense.apis import leaf_datasets
+    changed = 0
+    for loader, dataset in leaf_datasets(cfg):
+        if loader not in loaders:
+            continue
+        for step in dataset.get('pipeline') or ():
+            if step.get('type') in MMCV_LOADER:
+                step['type'] = 'vitdense.LoadImage'
+                changed += 1
+    return changed
+
+
+def check_inferencer_images(inferencer) -> int:
+    """Put :class:`LoadImage` (same settings) in place of the mmcv file loader inside the ``InferencerLoader``
+    of an mmdet / mmseg inferencer's pipeline; returns how many loaders changed."""
+    changed = 0
+    for transform in getattr(inferencer.pipeline, 'transforms', ()):
+        loader = getattr(transform, 'from_file', None)
+        if type(loader) is LoadImageFromFile and loader.file_client_args is None:
+            transform.from_file = LoadImage(to_float32=loader.to_float32, color_type=loader.color_type,
+                                            imdecode_backend=loader.imdecode_backend,
+                                            ignore_empty=loader.ignore_empty, backend_args=loader.backend_args)
+            changed += 1
+    return changed
+
+
+def read_image(path: str) -> np.ndarray:
+    """One image file as H x W x 3 uint8 BGR, decoded and checked as in training (:class:`LoadImage`)."""
+    return LoadImage().transform(dict(img_path=path))['img']
 
 
 def is_16bit_png(data: bytes) -> bool:
