@@ -119,6 +119,25 @@ class DenseBackbone(BaseModule):
         norms / anything after the last block."""
         raise NotImplementedError
 
+    def stage_layer_depth(self, param_name: str, mode: str, stem: str, stages: str) -> Tuple[int, int]:
+        """:meth:`get_layer_depth` of a stem + stages backbone whose stage i holds ``{stages}.i.blocks.k``
+        (``self.depths`` blocks each, anything else in a stage, e.g. its downsampling, going with block 0).
+        layer_wise: stem 0, block k (counted over all stages) k + 1, the rest last; stage_wise: stem 0,
+        stage i i + 1, the rest last."""
+        parts = param_name.split('.')
+        if mode not in ('layer_wise', 'stage_wise'):
+            raise ValueError(f"mode must be 'layer_wise' or 'stage_wise', got '{mode}'")
+        num = self.num_stages + 2 if mode == 'stage_wise' else sum(self.depths) + 2
+        if parts[0] == stem:
+            return 0, num
+        if parts[0] != stages:
+            return num - 1, num
+        stage = int(parts[1])
+        if mode == 'stage_wise':
+            return stage + 1, num
+        block = int(parts[3]) if parts[2] == 'blocks' else 0
+        return sum(self.depths[:stage]) + block + 1, num
+
     # ---- weights -------------------------------------------------------------------------------------
     def init_weights(self):
         cfg = self.init_cfg

@@ -456,10 +456,9 @@ class BOATCSWin(DenseBackbone):
         return self.stem_and_stages(self.stem, self.stages)
 
     def get_layer_depth(self, param_name: str, mode: str = 'layer_wise') -> Tuple[int, int]:
-        """As :meth:`SwinTransformer.get_layer_depth`, with ``stem`` / ``stages`` for Swin's names."""
-        parts = param_name.split('.')
-        renamed = {'stem': 'patch_embed', 'stages': 'layers'}.get(parts[0], parts[0])
-        return SwinTransformer.get_layer_depth(self, '.'.join([renamed] + parts[1:]), mode)
+        """Per block (layer_wise) or per stage (stage_wise), as Swin's; see
+        :meth:`DenseBackbone.stage_layer_depth`."""
+        return self.stage_layer_depth(param_name, mode, 'stem', 'stages')
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -183,24 +183,6 @@ class Sequencer2D(DenseBackbone):
         return [self.stem] + list(self.stages[:self.frozen_stages])
 
     def get_layer_depth(self, param_name: str, mode: str = 'layer_wise') -> Tuple[int, int]:
-        """layer_wise: stem 0, block k (counted over all stages) k + 1, a stage's downsample conv with its
-        first block, the rest (pyramid layers, output norms) last; stage_wise: stem 0, stage i i + 1, the
-        rest last."""
-        parts = param_name.split('.')
-        if mode == 'stage_wise':
-            num = self.num_stages + 2
-            if parts[0] == 'stem':
-                return 0, num
-            if parts[0] == 'stages':
-                return int(parts[1]) + 1, num
-            return num - 1, num
-        if mode != 'layer_wise':
-            raise ValueError(f"mode must be 'layer_wise' or 'stage_wise', got '{mode}'")
-        num = sum(self.depths) + 2
-        if parts[0] == 'stem':
-            return 0, num
-        if parts[0] == 'stages':
-            stage = int(parts[1])
-            block = int(parts[3]) if parts[2] == 'blocks' else 0
-            return sum(self.depths[:stage]) + block + 1, num
-        return num - 1, num
+        """Per block (layer_wise) or per stage (stage_wise), see :meth:`DenseBackbone.stage_layer_depth`; a
+        stage's downsample conv goes with its first block, the pyramid layers and output norms last."""
+        return self.stage_layer_depth(param_name, mode, 'stem', 'stages')

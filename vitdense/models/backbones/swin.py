@@ -183,24 +183,6 @@ class SwinTransformer(DenseBackbone):
         return self.stem_and_stages(self.patch_embed, self.layers)
 
     def get_layer_depth(self, param_name: str, mode: str = 'layer_wise') -> Tuple[int, int]:
-        """layer_wise: stem 0, block k (counted over all stages) k + 1, the rest last;
-        stage_wise: stem 0, stage i i + 1, the rest last. Patch merging belongs to the stage it opens."""
-        parts = param_name.split('.')
-        if mode == 'stage_wise':
-            num = self.num_stages + 2
-            if parts[0] == 'patch_embed':
-                return 0, num
-            if parts[0] == 'layers':
-                return int(parts[1]) + 1, num
-            return num - 1, num
-        if mode != 'layer_wise':
-            raise ValueError(f"mode must be 'layer_wise' or 'stage_wise', got '{mode}'")
-        num = sum(self.depths) + 2
-        if parts[0] == 'patch_embed':
-            return 0, num
-        if parts[0] == 'layers':
-            stage = int(parts[1])
-            first = sum(self.depths[:stage])
-            block = int(parts[3]) if parts[2] == 'blocks' else 0
-            return first + block + 1, num
-        return num - 1, num
+        """Per block (layer_wise) or per stage (stage_wise), see :meth:`DenseBackbone.stage_layer_depth`;
+        patch merging belongs to the stage it opens."""
+        return self.stage_layer_depth(param_name, mode, 'patch_embed', 'layers')
