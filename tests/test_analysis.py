@@ -185,3 +185,14 @@ def test_reference_lookup():
     assert analysis.count_params(reference) == analysis.count_params(backbone)
     with pytest.raises(ValueError, match='no reference implementation registered for Linear'):
         analysis.reference_backbone(nn.Linear(2, 2))
+
+
+def test_benchmark_helpers_parse_sizes_and_time_one_call():
+    import argparse
+    assert analysis.parse_size('800x1216') == (800, 1216) and analysis.parse_size('512X512') == (512, 512)
+    for bad in ('800', '800x', 'axb', '1x2x3'):
+        with pytest.raises(argparse.ArgumentTypeError, match=f"size '{bad}' is not HxW"):
+            analysis.parse_size(bad)
+    calls = []
+    wall, cpu = analysis.timed_call(lambda x: calls.append(x.sum().item()), torch.ones(3))
+    assert calls == [3.0] and wall >= 0.0 and cpu >= 0.0

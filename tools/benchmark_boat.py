@@ -24,32 +24,15 @@ from contextlib import contextmanager
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from vitdense.analysis import backbone_flops  # noqa: E402
+from vitdense.analysis import backbone_flops, parse_size, timed_call  # noqa: E402
 from vitdense.apis import UserError, run_tool  # noqa: E402
 from vitdense.models.backbones import BOATCSWin, BOATSwin, SwinTransformer  # noqa: E402
 from vitdense.models.backbones.boat import FeatureSpaceLocalAttention  # noqa: E402
 
 
-def parse_size(text):
-    try:
-        h, w = (int(v) for v in text.lower().split('x'))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must look like 800x1216, got '{text}'") from None
-    return h, w
-
-
 def sync(device):
     if device.type == 'cuda':
-        torch.cuda.synchronize()
-
-
-def timed_forward(model, x):
-    """(wall seconds, process CPU seconds) of one forward."""
-    sync(x.device)
-    wall, cpu = time.perf_counter(), time.process_time()
-    model(x)
-    sync(x.device)
-    return time.perf_counter() - wall, time.process_time() - cpu
+        torch.cuda.synchronize(device)
 
 
 @contextmanager
@@ -81,7 +64,7 @@ def clustering_shares(model, x, repeats):
         fractions = []
         for _ in range(repeats):
             totals['cluster'] = totals['fsla'] = 0.0
-            total = timed_forward(model, x)[0]
+            total = timed_call(model, x)[0]
             fractions.append((totals['cluster'] / total, totals['fsla'] / total))
     return tuple(statistics.median(f[i] for f in fractions) for i in range(2))
 
@@ -128,10 +111,10 @@ def main():
             flops = {name: backbone_flops(m, (h, w)) for name, m in eager.items()}
             times = {name: [] for name in models}
             for name, model in models.items():
-                timed_forward(model, x)
+                timed_call(model, x)
             for _ in range(args.repeats):
                 for name, model in models.items():
-                    times[name].append(timed_forward(model, x))
+                    times[name].append(timed_call(model, x))
             wall = {name: statistics.median(t[0] for t in ts) for name, ts in times.items()}
             cpu = {name: statistics.median(t[1] for t in ts) for name, ts in times.items()}
             for layout in layouts:

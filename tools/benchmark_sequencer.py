@@ -16,20 +16,12 @@ import argparse
 import os
 import statistics
 import sys
-import time
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from vitdense.analysis import parse_size, timed_call  # noqa: E402
 from vitdense.apis import UserError, run_tool  # noqa: E402
-
-
-def parse_size(text):
-    try:
-        h, w = (int(v) for v in text.lower().split('x'))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size '{text}' is not HxW, e.g. 512x512") from None
-    return h, w
 
 
 def parse_args():
@@ -44,16 +36,6 @@ def parse_args():
                         help='torch device (default: cuda if available, else cpu)')
     parser.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: torch default)')
     return parser.parse_args()
-
-
-def timed(fn, x, device):
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    fn(x)
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - start
 
 
 def main():
@@ -90,7 +72,7 @@ def main():
             order = list(models)
             for _ in range(args.repeats):  # rotate the order: no model always runs right after the same one
                 for name in order:
-                    times[name].append(timed(models[name], x, device))
+                    times[name].append(timed_call(models[name], x)[0])
                 order = order[1:] + order[:1]
             med = {name: statistics.median(t) * 1e3 for name, t in times.items()}
             low = {name: min(t) * 1e3 for name, t in times.items()}

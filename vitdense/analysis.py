@@ -634,6 +634,28 @@ def iter_configs(root: str, include_mini: bool = False, patterns: Optional[Seque
     return found
 
 
+def parse_size(text: str) -> Tuple[int, int]:
+    """argparse ``type`` for an ``HxW`` input size such as ``800x1216``."""
+    import argparse
+    try:
+        h, w = (int(v) for v in text.lower().split('x'))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size '{text}' is not HxW, e.g. 800x1216") from None
+    return h, w
+
+
+def timed_call(fn: Callable, x: torch.Tensor) -> Tuple[float, float]:
+    """(wall seconds, process CPU seconds) of ``fn(x)``; on a GPU, synchronised before and after."""
+    def sync():
+        if x.device.type == 'cuda':
+            torch.cuda.synchronize(x.device)
+    sync()
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn(x)
+    sync()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
 def parse_shape(values: Optional[Sequence[int]]) -> Optional[Tuple[int, int]]:
     """``--shape S`` (square) or ``--shape H W``."""
     if not values:
