@@ -14,7 +14,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
-from vitdense.apis import DictAction, UserError, check_data, load_config, run_tool  # noqa: E402
+from vitdense.apis import DictAction, UserError, check_data, leaf_datasets, load_config, run_tool  # noqa: E402
+from vitdense.datasets import check_images_when_evaluating  # noqa: E402
 
 
 def build_parser():
@@ -50,25 +51,43 @@ def build_visualizer(cfg, metainfo):
     return visualizer
 
 
-def drawable(sample, image_shape):
+def annotations_after_resize(pipeline) -> bool:
+    """True when a pipeline loads annotations after resizing the image, as evaluation pipelines do: its boxes,
+    masks and label maps stay at the original image size."""
+    types = [str(step.get('type', '')).split('.')[-1] for step in pipeline]
+    load = next((i for i, t in enumerate(types) if t == 'LoadAnnotations'), None)
+    resize = next((i for i, t in enumerate(types) if 'Resize' in t), None)
+    return load is not None and resize is not None and load > resize
+
+
+def drawable(sample, image_shape, original_size_annotations: bool = False):
     """Ground truth in the types and size the visualizers draw: detection boxes as tensors and masks as
-    boolean arrays; a label map loaded after the Resize (evaluation pipelines keep labels at full size)
-    resized, nearest, to the image."""
+    boolean arrays. Annotations loaded after the Resize (``original_size_annotations``: evaluation pipelines
+    keep them at full size) are brought to the image: boxes scaled by the Resize's scale factor, masks and
+    label maps resized (nearest)."""
+    import torch
+    import torch.nn.functional as F
+
+    def to_image(maps):  # (N, h, w) -> (N, H, W) of the image, nearest
+        if tuple(maps.shape[-2:]) == tuple(image_shape):
+            return maps
+        return F.interpolate(maps[None].float(), size=tuple(image_shape), mode='nearest')[0].to(maps.dtype)
     seg = sample.get('gt_sem_seg')
-    if seg is not None and tuple(seg.data.shape[-2:]) != tuple(image_shape):
-        import torch.nn.functional as F
+    if seg is not None:
         from mmengine.structures import PixelData
-        labels = F.interpolate(seg.data[None].float(), size=tuple(image_shape), mode='nearest')[0]
-        sample.gt_sem_seg = PixelData(data=labels.to(seg.data.dtype))
+        sample.gt_sem_seg = PixelData(data=to_image(seg.data))
     gt = sample.get('gt_instances')
     if gt is None:
         return sample
     boxes = gt.get('bboxes')
     if boxes is not None and hasattr(boxes, 'tensor'):  # mmdet BaseBoxes
-        gt.bboxes = boxes.tensor
+        gt.bboxes = boxes = boxes.tensor
     masks = gt.get('masks')
     if masks is not None and hasattr(masks, 'to_ndarray'):  # BitmapMasks / PolygonMasks
-        gt.masks = masks.to_ndarray().astype(bool)
+        gt.masks = to_image(torch.from_numpy(masks.to_ndarray().astype(bool))).numpy()
+    scale = sample.metainfo.get('scale_factor')
+    if original_size_annotations and boxes is not None and scale is not None:
+        gt.bboxes = boxes * boxes.new_tensor([scale[0], scale[1], scale[0], scale[1]])
     return sample
 
 
@@ -84,11 +103,14 @@ def main(argv=None):
     if not cfg.get(loader):
         raise UserError(f'{args.config} has no {loader}; choose another --phase')
     check_data(cfg, loaders=(loader,))
+    check_images_when_evaluating(cfg)  # val / test images as tools/test.py reads them
     import numpy as np
     from mmengine.registry import DATASETS, init_default_scope
     from tqdm import tqdm
     init_default_scope(cfg.default_scope)
     dataset = DATASETS.build(cfg[loader].dataset)
+    original_size = any(annotations_after_resize(ds.get('pipeline') or []) for name, ds in leaf_datasets(cfg)
+                        if name == loader)
     visualizer = build_visualizer(cfg, dataset.metainfo)
     os.makedirs(args.output_dir, exist_ok=True)
     count = len(dataset) if args.max_images is None else min(args.max_images, len(dataset))
@@ -96,7 +118,7 @@ def main(argv=None):
     for index in tqdm(range(count), desc='browse', disable=args.no_progress, dynamic_ncols=True):
         item = dataset[index]
         image = np.ascontiguousarray(item['inputs'].permute(1, 2, 0).numpy()[..., ::-1])  # BGR -> RGB
-        sample = drawable(item['data_samples'], image.shape[:2])
+        sample = drawable(item['data_samples'], image.shape[:2], original_size)
         name = os.path.basename(sample.metainfo.get('img_path', f'{index:06d}.png'))
         if name in used:  # the same image twice (concatenated or repeated datasets)
             name = f'{index:06d}_{name}'

@@ -168,6 +168,36 @@ def test_demo_segmentation_from_a_bare_state_dict(tmp_path):
     assert len(meta['classes']) == 150 and meta['classes'][0] == 'wall' and len(meta['palette']) == 150
 
 
+def test_browse_dataset_draws_evaluation_images_as_tools_test_reads_them(tmp_path):
+    """--phase val with the config's own Resize (the annotations, loaded after it, stay at full size): boxes
+    and masks are brought to the resized image (this crashed in mmengine's visualizer before); images are
+    read by vitdense.LoadImage, so a copy of the mini COCO holding a 12-bit-in-16-bit image stops naming it
+    (mmcv's loader would draw it nearly black)."""
+    import cv2
+    from tests.datasets.test_pipelines import unusual_mini_coco
+    from vitdense.datasets.transforms import ImageError
+    written = tool('browse_dataset').main([DET_MINI, '--phase', 'val', '--output-dir', str(tmp_path / 'det'),
+                                           '--no-progress'])
+    assert len(written) == 7
+    drawn = rgb(str(tmp_path / 'det' / '000000142238.jpg'))
+    raw = rgb(os.path.join(COCO_MINI, 'panopticapi/sample_data/input_images/000000142238.jpg'))
+    assert drawn.shape == (342, 512, 3)  # 640x427 fitted into the config's 512x384
+    raw = cv2.resize(raw, (512, 342), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+    with open(os.path.join(COCO_MINI, 'instances_mini.json')) as f:
+        boxes = [a['bbox'] for a in json.load(f)['annotations'] if a['image_id'] == 142238]
+    inside = np.zeros(raw.shape[:2], bool)
+    for x, y, w, h in boxes:
+        x, y, w, h = (v * 0.8 for v in (x, y, w, h))
+        inside[int(y):int(y + h) + 1, int(x):int(x + w) + 1] = True
+    diff = np.abs(drawn - raw).mean(axis=2)
+    assert diff[inside].mean() > 20 and diff[inside].mean() > 5 * diff[~inside].mean()
+
+    root, names, _ = unusual_mini_coco(tmp_path)
+    with pytest.raises(ImageError, match=f'{root / names[2]} is a 16-bit image'):
+        tool('browse_dataset').main([DET_MINI, '--phase', 'val', '--output-dir', str(tmp_path / 'out'),
+                                     '--no-progress', '--cfg-options', f'val_dataloader.dataset.data_root={root}/'])
+
+
 def test_browse_dataset_draws_ground_truth(tmp_path):
     # keep the original size (Resize to fit 640x480 is a no-op for these images) to compare with the raw file
     written = tool('browse_dataset').main([DET_MINI, '--phase', 'val', '--max-images', '1', '--output-dir',

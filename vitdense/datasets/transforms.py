@@ -17,8 +17,8 @@ empty (0 bytes)               OpenCV assertion, no file name              one-li
 files are decoded unchanged and converted here. vitdense's training pipelines use it in place of
 ``LoadImageFromFile`` (same arguments): ``dict(type='vitdense.LoadImage')``. Test pipelines name mmcv's loader,
 because mmdet's / mmseg's inferencers find it by that name to put their own (which also takes arrays) in its
-place; vitdense's tools read those images with this loader all the same: ``tools/train.py`` / ``tools/test.py``
-swap it into the validation / test pipelines (:func:`check_images_when_evaluating`), and
+place; vitdense's tools read those images with this loader all the same: ``tools/train.py``, ``tools/test.py``
+and ``tools/browse_dataset.py`` swap it into the validation / test pipelines (:func:`check_images_when_evaluating`),
 :func:`vitdense.inference.build_inferencer` into the inferencer's file loader (:func:`check_inferencer_images`).
 Only mmdet's / mmseg's inferencers built directly keep mmcv's loader.
 """
