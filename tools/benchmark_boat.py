@@ -8,7 +8,7 @@ All models run in eval mode under ``torch.no_grad()`` on random weights (speed d
 warm-up forward then the median of ``--repeats`` timed forwards, interleaved so that every model sees the same
 machine load and every BOAT layout is divided by the same Swin runs; on a CPU the median process CPU time of
 the same forwards is printed too (steadier when other jobs share the cores). Each line also gives the FLOPs
-ratio (multiply-adds, counted on the meta device), the time ratio's arithmetic floor, and the clustering share,
+ratio (multiply-adds, counted on the meta device: the time ratio's arithmetic floor) and the clustering share,
 measured by wrapping ``FeatureSpaceLocalAttention.cluster`` (and the whole FSLA forward) with timers during
 extra forwards; on a GPU every timer synchronises first. ``--compile`` times the models compiled
 (``dynamic=False``; the warm-up forward compiles, which takes minutes for BOAT on a CPU); the timers cannot see
@@ -24,15 +24,10 @@ from contextlib import contextmanager
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from vitdense.analysis import backbone_flops, parse_size, timed_call  # noqa: E402
+from vitdense.analysis import backbone_flops, parse_size, synchronize, timed_call  # noqa: E402
 from vitdense.apis import UserError, run_tool  # noqa: E402
 from vitdense.models.backbones import BOATCSWin, BOATSwin, SwinTransformer  # noqa: E402
 from vitdense.models.backbones.boat import FeatureSpaceLocalAttention  # noqa: E402
-
-
-def sync(device):
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
 
 
 @contextmanager
@@ -43,10 +38,10 @@ def fsla_timers(device):
 
     def wrap(fn, key):
         def timed(self, *args, **kwargs):
-            sync(device)
+            synchronize(device)
             start = time.perf_counter()
             out = fn(self, *args, **kwargs)
-            sync(device)
+            synchronize(device)
             totals[key] += time.perf_counter() - start
             return out
         return timed

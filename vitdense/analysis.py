@@ -28,6 +28,7 @@ Detectors are counted like mmdet's ``get_flops``: ``model._forward`` (backbone, 
 on the proposals); segmentors like mmseg's: ``model._forward`` (backbone and decode head, whole image; the
 training-only auxiliary head is not run); classifiers (mmpretrain) backbone, neck and head.
 """
+import argparse
 import contextlib
 import ctypes
 import gc
@@ -560,7 +561,6 @@ def benchmark(runners: Dict[str, Callable[[], object]], batch: int, device, warm
     of them alike. Throughput is ``batch`` / median time.
     """
     device = torch.device(device)
-    sync = (lambda: torch.cuda.synchronize(device)) if device.type == 'cuda' else (lambda: None)
     bar = progress_bar(total=len(runners) * (warmup + 1 + repeats), desc='benchmark', enabled=progress)
     peaks = {}
     with torch.no_grad():
@@ -570,16 +570,16 @@ def benchmark(runners: Dict[str, Callable[[], object]], batch: int, device, warm
                 bar.update()
             with PeakMemory(device) as mem:
                 run()
-                sync()
+                synchronize(device)
             bar.update()
             peaks[name] = mem
         times = {name: [] for name in runners}
         for _ in range(repeats):
             for name, run in runners.items():
-                sync()
+                synchronize(device)
                 start = time.perf_counter()
                 run()
-                sync()
+                synchronize(device)
                 times[name].append(time.perf_counter() - start)
                 bar.update()
     bar.close()
@@ -636,7 +636,6 @@ def iter_configs(root: str, include_mini: bool = False, patterns: Optional[Seque
 
 def parse_size(text: str) -> Tuple[int, int]:
     """argparse ``type`` for an ``HxW`` input size such as ``800x1216``."""
-    import argparse
     try:
         h, w = (int(v) for v in text.lower().split('x'))
     except ValueError:
@@ -644,15 +643,19 @@ def parse_size(text: str) -> Tuple[int, int]:
     return h, w
 
 
+def synchronize(device) -> None:
+    """Wait for the device's queued work (a no-op off CUDA), so a timer around it measures the work."""
+    device = torch.device(device)
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
 def timed_call(fn: Callable, x: torch.Tensor) -> Tuple[float, float]:
     """(wall seconds, process CPU seconds) of ``fn(x)``; on a GPU, synchronised before and after."""
-    def sync():
-        if x.device.type == 'cuda':
-            torch.cuda.synchronize(x.device)
-    sync()
+    synchronize(x.device)
     wall, cpu = time.perf_counter(), time.process_time()
     fn(x)
-    sync()
+    synchronize(x.device)
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
