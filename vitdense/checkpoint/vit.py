@@ -10,7 +10,9 @@ official DeiT release (``{'model': ...}``) share timm's names, so the converter 
   ``cls_token``) for windowed backbones that run without a class token.
 
 CeiT (:class:`~vitdense.models.backbones.CeiT` / ``CeiTClassifier``): coeusguo/ceit names are renamed to
-vitdense's; the dense backbone drops the LCA, its layer embedding, the final norm and the head.
+vitdense's; the dense backbone drops the LCA, its layer embedding, the final norm and the head. coeusguo/ceit
+weights are refused (one line) by a model built with ``leff_final_act=True``: its LeFFs add a GELU the
+official ones do not have, so it would not compute the network the weights were trained as.
 """
 import math
 import re
@@ -116,12 +118,12 @@ def ceit_official_to_vitdense(sd):
 @register_converter('CeiT', 'CeiTClassifier')
 def convert_ceit(sd, model, notes):
     if any(k.startswith('i2t.') for k in sd):
+        if any(getattr(m, 'final_act', False) for m in model.modules()):
+            raise CheckpointError(
+                f'coeusguo/ceit weights were trained without a GELU after the LeFF\'s last BatchNorm, but this '
+                f'{type(model).__name__} has leff_final_act=True; set leff_final_act=False (the default) to load them')
         sd = ceit_official_to_vitdense(sd)
         notes.append('coeusguo/ceit layout remapped')
-        final_act = [m.final_act for m in model.modules() if hasattr(m, 'final_act')]
-        if any(final_act):
-            notes.append("coeusguo/ceit's code has no GELU after the LeFF's last BN; set leff_final_act=False "
-                         'to reproduce it exactly')
     if type(model).__name__ == 'CeiT':
         sd = drop_classifier(sd, CEIT_CLASSIFIER_ONLY, notes)
     adapt_pos_embed(sd, model, notes)

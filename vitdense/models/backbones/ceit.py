@@ -8,13 +8,16 @@ embedding, stride-16 tokens) and adds three convolution designs:
   (64 channels at stride 4), then non-overlapping 4 x 4 patches projected to the width -> stride-16 tokens.
 * Locally-enhanced Feed-Forward (``blocks.i.leff``, :class:`LocallyEnhancedFeedForward`) instead of the MLP:
   the patch tokens are put back on their H x W grid (any H, W: nothing assumes a square) and go through a
-  1x1 up-projection + BN + GELU, a depth-wise 3x3 conv + BN + GELU and a 1x1 down-projection + BN + GELU;
-  the class token leaves the LeFF as it entered it (so the residual adds its normalised value, as in the
-  paper's split / concat and the coeusguo/ceit code). The paper's equations end with that GELU; the
-  coeusguo/ceit code does not (``leff_final_act=False`` reproduces it).
+  1x1 up-projection + BN + GELU, a depth-wise 3x3 conv + BN + GELU and a 1x1 down-projection + BN; the class
+  token leaves the LeFF as it entered it (so the residual adds its normalised value, as in the paper's
+  split / concat and the coeusguo/ceit code). The LeFF ends with that BN and no activation, as in the
+  coeusguo/ceit code that trained the published weights. The paper's equations put a GELU after it too;
+  ``leff_final_act=True`` adds it. Making the official form the default (``leff_final_act=False``) is
+  vitdense's choice, so that every config fine-tunes the network its checkpoint was trained as; the converter
+  refuses to load coeusguo/ceit weights into the GELU variant.
 * Layer-wise Class-token Attention (``lca``, classifier only): the class tokens of all 12 blocks (plus a
-  learned per-layer embedding) form a sequence in which only the last one queries; an MLP follows, then the
-  final LayerNorm and the linear head.
+  learned per-layer embedding ``pos_layer_embed``, which starts at zero as in the coeusguo/ceit code) form
+  a sequence in which only the last one queries; an MLP follows, then the final LayerNorm and the linear head.
 
 Parameter counts of the classifier with 1000 classes (tests/models/backbones/test_ceit.py): CeiT-T 6,356,904
 (paper: 6.4M), CeiT-S 24,204,840 (24.2M), CeiT-B 94,405,416 (94.4M). These fix the I2T width at 64 channels
@@ -33,7 +36,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.model import BaseModule
-from timm.layers import Attention, DropPath, Mlp, to_2tuple, trunc_normal_
+from timm.layers import Attention, DropPath, Mlp, to_2tuple
 
 from vitdense.registry import MODELS
 from ..layers import init_transformer_weights
@@ -76,10 +79,14 @@ class Image2Tokens(nn.Module):
 
 class LocallyEnhancedFeedForward(nn.Module):
     """LeFF on (B, prefix + H*W, C) tokens: the H x W patch tokens are convolved on their grid, prefix
-    (class) tokens pass unchanged. Projections are 1x1 convolutions (= per-token linear layers)."""
+    (class) tokens pass unchanged. Projections are 1x1 convolutions (= per-token linear layers).
+
+    ``final_act``: a GELU after the last BN. False (the default) is the coeusguo/ceit LeFF the official
+    weights were trained with; True is the paper's equations.
+    """
 
     def __init__(self, dim: int, hidden_dim: int, kernel_size: int = 3, num_prefix_tokens: int = 1,
-                 final_act: bool = True):
+                 final_act: bool = False):
         super().__init__()
         self.num_prefix_tokens = num_prefix_tokens
         self.up_proj = nn.Conv2d(dim, hidden_dim, kernel_size=1)
@@ -109,7 +116,7 @@ class CeiTBlock(nn.Module):
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True,
                  drop_path: float = 0.0, window_size: int = 0, num_prefix_tokens: int = 1,
-                 leff_kernel_size: int = 3, leff_final_act: bool = True):
+                 leff_kernel_size: int = 3, leff_final_act: bool = False):
         super().__init__()
         self.window_size = window_size
         self.norm1 = LayerNorm(dim)
@@ -185,7 +192,9 @@ class CeiT(PlainBackbone):
         arch: 'tiny' | 'small' | 'base' or dict(embed_dim=, depth=, num_heads=).
         img_size: grid the position embedding is stored for (224: ImageNet weights as they are).
         stem_channels: I2T convolution channels (64 in CeiT). leff_kernel_size: LeFF depth-wise kernel (3).
-        leff_final_act: GELU after the LeFF's last BN (paper: True; coeusguo/ceit code: False).
+        leff_final_act: GELU after the LeFF's last BN. False (default): the coeusguo/ceit LeFF, the network
+            the official ``ceit_*_patch16_224.pth`` weights compute (loading them with True is refused);
+            True: the paper's equations.
         with_cls_token / window_size / global_attn_indexes: as in :class:`VisionTransformer` (CeiT is
             pretrained with a class token and global attention, the default).
         drop_path_rate / out_indices / frozen_stages / with_cp / init_cfg: see :class:`DenseBackbone`.
@@ -194,7 +203,7 @@ class CeiT(PlainBackbone):
 
     def __init__(self, arch='tiny', img_size=224, in_channels: int = 3, stem_channels: int = 64,
                  patch_size: int = 4, mlp_ratio: float = 4.0, qkv_bias: bool = True, leff_kernel_size: int = 3,
-                 leff_final_act: bool = True, with_cls_token: bool = True, window_size: int = 0,
+                 leff_final_act: bool = False, with_cls_token: bool = True, window_size: int = 0,
                  global_attn_indexes: Sequence[int] = (), drop_path_rate: float = 0.1,
                  out_indices=(0, 1, 2, 3), frozen_stages: int = -1, with_cp: bool = False, init_cfg=None):
         super().__init__(out_indices, frozen_stages, in_channels, init_cfg)
@@ -216,13 +225,15 @@ class CeiTClassifier(TokenEncoder, BaseModule):
     """CeiT-T/S/B ImageNet classifier: I2T, LeFF blocks, LCA over the 12 class tokens, LayerNorm, linear head.
 
     Input: any H x W (position embedding resampled to the grid, as in the dense backbone).
-    Output: (B, num_classes) logits.
+    Output: (B, num_classes) logits. ``leff_final_act``: as in :class:`CeiT` (default False, the official LeFF).
+    ``init_cfg=dict(type='Pretrained', checkpoint=PATH)`` loads a coeusguo/ceit (or vitdense) classifier
+    checkpoint through :func:`vitdense.checkpoint.load_pretrained`, LCA and head included.
     """
     arch_settings = CEIT_ARCHS
 
     def __init__(self, arch='tiny', num_classes: int = 1000, img_size=224, in_channels: int = 3,
                  stem_channels: int = 64, patch_size: int = 4, mlp_ratio: float = 4.0, qkv_bias: bool = True,
-                 leff_kernel_size: int = 3, leff_final_act: bool = True, drop_path_rate: float = 0.1,
+                 leff_kernel_size: int = 3, leff_final_act: bool = False, drop_path_rate: float = 0.1,
                  with_cp: bool = False, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         settings = lookup_arch('CeiTClassifier', arch, self.arch_settings, 'dict(embed_dim=, depth=, num_heads=)')
@@ -234,12 +245,23 @@ class CeiTClassifier(TokenEncoder, BaseModule):
         self._init_tokens(embed_dim, (img_size[0] // 16, img_size[1] // 16), with_cls_token=True)
         self.blocks = _build_ceit_blocks(embed_dim, depth, num_heads, mlp_ratio, qkv_bias, drop_path_rate,
                                          0, (), 1, leff_kernel_size, leff_final_act)
-        self.pos_layer_embed = nn.Parameter(torch.zeros(1, depth, embed_dim))
-        trunc_normal_(self.pos_layer_embed, std=0.02)
+        self.pos_layer_embed = nn.Parameter(torch.zeros(1, depth, embed_dim))  # zeros, as coeusguo/ceit
         self.lca = LayerClassTokenAttention(embed_dim, num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias)
         self.norm = LayerNorm(embed_dim)
         self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
         self.apply(init_transformer_weights)
+
+    def init_weights(self):
+        cfg = self.init_cfg
+        if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
+            if cfg.get('checkpoint') is None:  # from scratch
+                self.init_cfg = None
+                return super().init_weights()
+            from vitdense.checkpoint import load_pretrained
+            load_pretrained(self, cfg['checkpoint'], prefix=cfg.get('prefix'))
+            self._is_init = True
+            return
+        super().init_weights()
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Image -> (B, C) pre-logits feature (normalised LCA output)."""
