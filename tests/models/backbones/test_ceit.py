@@ -355,7 +355,8 @@ def test_config_backbone_computes_the_official_network(tmp_path, config, size):
     """A CeiT-T config's backbone, given random weights in coeusguo/ceit's layout through its init_cfg,
     yields the tokens of coeusguo/ceit's forward (class token and every patch token after the last block).
     At 512 the restatement takes the position embedding vitdense resamples at load (timm's bicubic
-    resample_abs_pos_embed, 14x14 -> 32x32); everything else is coeusguo/ceit's."""
+    resample_abs_pos_embed, 14x14 -> 32x32); everything else is coeusguo/ceit's. Its LeFF reshapes to a
+    square grid, so the inputs are square (non-square grids: test_leff_on_a_non_square_grid)."""
     sd = coeusguo_state_dict(seed=3)
     path = str(tmp_path / 'ceit_tiny_patch16_224.pth')
     torch.save({'model': sd}, path)
