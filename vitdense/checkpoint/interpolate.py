@@ -35,8 +35,9 @@ def resize_decomposed_rel_pos_tables(sd: Dict[str, torch.Tensor], model: torch.n
     ``samvit_*``) to the model's: linearly resampled along the distance axis (ViTDet's / SAM's rule, the one
     the model applies at run time) when the checkpoint was made for another window or grid.
 
-    Raises :class:`CheckpointError` when the checkpoint has tables and the model none (the network would
-    silently lose its position bias), and for tables that are not (2 * size - 1, head_dim).
+    Raises :class:`CheckpointError` when the checkpoint has tables and the model none (vitdense's choice: the
+    network would silently lose the position bias it was trained with), and for tables that are not
+    (2 * size - 1, head_dim).
     """
     from vitdense.models.backbones.vit import resize_rel_pos_table
 

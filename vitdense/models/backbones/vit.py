@@ -319,7 +319,12 @@ class VisionTransformer(PlainBackbone):
             (2, 5, 8, 11).
         use_rel_pos: ViTDet's decomposed relative position bias in every block (tables
             ``blocks.i.attn.rel_pos_h`` / ``rel_pos_w``, the names timm's ``samvit_*`` use), sized for the window
-            in windowed blocks and for the ``img_size`` grid in global ones; needs ``with_cls_token=False``.
+            in windowed blocks and for the ``img_size`` grid in global ones (as timm's samvit / SAM size them:
+            ``img_size=1024`` loads SAM / ViTDet tables unresampled). Needs ``with_cls_token=False``
+            (vitdense's choice: the bias has no position for a class token, and ViTDet runs without one). In
+            windows that reach into the padding, the padded keys stay masked out and the real tokens keep
+            their in-window offsets (vitdense's choice, as for the plain windows; ViTDet / SAM attend to the
+            zero padding).
         drop_path_rate: stochastic depth, linear over blocks.
         out_indices / frozen_stages / with_cp / init_cfg: see :class:`DenseBackbone`.
     """
