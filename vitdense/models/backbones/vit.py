@@ -49,8 +49,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
-from timm.layers import LayerNorm2d, PatchEmbed, resample_abs_pos_embed, to_2tuple, trunc_normal_
-from timm.layers import Attention
+from timm.layers import Attention, LayerNorm2d, PatchEmbed, resample_abs_pos_embed, to_2tuple, trunc_normal_
 from timm.models.vision_transformer import Block
 
 from vitdense.registry import MODELS
@@ -145,7 +144,7 @@ class ViTBlock(Block):
                  rel_pos_grid: Optional[Tuple[int, int]] = None, **kwargs):
         super().__init__(dim, num_heads, **kwargs)
         self.window_size = window_size
-        if rel_pos_grid is not None:
+        if rel_pos_grid is not None:  # the same attention parameters as timm's, plus the two tables
             extent = (window_size, window_size) if window_size else tuple(rel_pos_grid)
             self.attn = RelPosAttention(dim, num_heads, extent, qkv_bias=kwargs.get('qkv_bias', False))
 
