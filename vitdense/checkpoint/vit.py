@@ -9,12 +9,13 @@ official DeiT release (``{'model': ...}``) share timm's names, so the converter 
   at 224) to the backbone's ``img_size`` grid, keeping the class-token position, or dropping it (and
   ``cls_token``) for windowed backbones that run without a class token.
 
-timm's ``samvit_*`` (SAM's / ViTDet's ViT, ``VisionTransformerSAM``) state dicts load through the same path: their
-block names are the same, the (1, H, W, C) ``pos_embed`` is flattened, SAM's ``neck`` goes with the classifier,
-and the decomposed relative position tables ``blocks.i.attn.rel_pos_h`` / ``rel_pos_w`` are resampled to the
-backbone's windows and grid (:func:`~vitdense.checkpoint.interpolate.resize_decomposed_rel_pos_tables`; the
-backbone needs ``use_rel_pos=True``). A checkpoint without tables (DeiT, MAE) leaves them at zero, as ViTDet
-does.
+timm's ``samvit_*`` (SAM's / ViTDet's ViT, ``VisionTransformerSAM``) state dicts load through the same path:
+their block names are the same, the (1, H, W, C) ``pos_embed`` is flattened, SAM's ``neck`` goes with the
+classifier, and the decomposed relative position tables ``blocks.i.attn.rel_pos_h`` / ``rel_pos_w`` are resampled
+to the backbone's windows and grid (:func:`~vitdense.checkpoint.interpolate.resize_decomposed_rel_pos_tables`;
+the backbone needs ``use_rel_pos=True``). The official SAM release (``image_encoder.*``, ``mlp.lin1`` / ``lin2``)
+is first mapped by timm's samvit filter, which drops the prompt encoder and mask decoder. A checkpoint without
+tables (DeiT, MAE) leaves them at zero, as ViTDet does.
 
 CeiT (:class:`~vitdense.models.backbones.CeiT` / ``CeiTClassifier``): coeusguo/ceit names are renamed to
 vitdense's; the dense backbone drops the LCA, its layer embedding, the final norm and the head.
@@ -23,6 +24,7 @@ import math
 import re
 
 import torch
+from timm.models.vision_transformer_sam import checkpoint_filter_fn as samvit_filter
 
 from .convert import register_converter
 from .interpolate import resize_abs_pos_embed, resize_decomposed_rel_pos_tables
@@ -122,6 +124,9 @@ def drop_classifier(sd, prefixes, notes):
 def convert_vit(sd, model, notes):
     if any(k.startswith('i2t.') or '.leff.' in k for k in sd):
         raise CheckpointError('this is a CeiT checkpoint (i2t / leff keys); load it into vitdense.CeiT')
+    if 'image_encoder.patch_embed.proj.weight' in sd:
+        sd = samvit_filter(sd, model)
+        notes.append("official SAM layout: the image encoder taken, its prompt encoder / mask decoder dropped")
     sd = drop_classifier(sd, CLASSIFIER_ONLY, notes)
     flatten_nhwc_pos_embed(sd, model, notes)
     adapt_pos_embed(sd, model, notes)

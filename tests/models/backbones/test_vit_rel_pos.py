@@ -106,6 +106,27 @@ def test_samvit_parity_at_the_pretraining_grid(tmp_path):
             assert rel_err(windowed_attention(block.attn, attn_in, hw, block.window_size, None), with_bias) > 0.3
 
 
+def test_official_sam_layout_loads_the_same_tensors(tmp_path):
+    """SAM's own release (``image_encoder.`` keys, ``mlp.lin1`` / ``lin2``, plus the prompt encoder and mask
+    decoder) gives the same backbone tensors as timm's samvit layout."""
+    sd = random_samvit_state_dict()
+    official = {'image_encoder.' + k.replace('.mlp.fc', '.mlp.lin'): v for k, v in sd.items()}
+    official['mask_decoder.iou_token.weight'] = torch.randn(1, 32)
+    official['prompt_encoder.pe_layer.positional_encoding_gaussian_matrix'] = torch.randn(2, 16)
+    loaded = []
+    for name, state in (('timm', sd), ('sam', official)):
+        torch.save(state, tmp_path / f'{name}.pth')
+        model = ours(128, 4)
+        report = load_pretrained(model, str(tmp_path / f'{name}.pth'))
+        assert not report.dropped
+        loaded.append(model.state_dict())
+    assert 'official SAM layout: the image encoder taken, its prompt encoder / mask decoder dropped' in \
+        report.notes
+    for key, value in loaded[0].items():
+        if not key.startswith(('pyramid.', 'out_norms.')):
+            assert torch.equal(loaded[1][key], value), key
+
+
 def test_samvit_parity_at_a_detection_grid_with_windows(tmp_path):
     """The 128-pretrained checkpoint in a model for 192 inputs with windows of 6: our tables are resampled at load
     (window 7 -> 11 rows, global 15 -> 23, linear) and equal timm fed the checkpoint's own tables, which timm
