@@ -131,6 +131,11 @@ def convert_vit(sd, model, notes):
     flatten_nhwc_pos_embed(sd, model, notes)
     adapt_pos_embed(sd, model, notes)
     resize_decomposed_rel_pos_tables(sd, model, notes)
+    if 'pos_embed' not in sd and any(k.endswith('attn.rel_pos_h') for k in sd):
+        # samvit_*_224 learned without an absolute position embedding: zero computes that network
+        sd['pos_embed'] = torch.zeros_like(model.pos_embed)
+        notes.append('the checkpoint has no absolute position embedding (relative positions only); it starts '
+                     'at zero')
     if getattr(model, 'use_rel_pos', False) and not any(k.endswith('attn.rel_pos_h') for k in sd):
         notes.append('the checkpoint has no relative position tables; they start at zero (ViTDet from MAE)')
     return sd

@@ -127,6 +127,22 @@ def test_official_sam_layout_loads_the_same_tensors(tmp_path):
             assert torch.equal(loaded[1][key], value), key
 
 
+def test_samvit_without_absolute_positions_starts_with_a_zero_pos_embed(tmp_path):
+    """timm's samvit_base_patch16_224 layout (use_abs_pos=False): our position embedding loads as zero, so the
+    blocks compute timm's network."""
+    ref = VisionTransformerSAM(img_size=128, patch_size=16, embed_dim=96, depth=4, num_heads=3, window_size=4,
+                               global_attn_indexes=GLOBAL, use_rel_pos=True, use_abs_pos=False, neck_chans=None,
+                               norm_layer=partial(nn.LayerNorm, eps=1e-6), num_classes=0).eval()
+    sd = {k: v * 20 if 'rel_pos' in k else v for k, v in randomize(ref.state_dict(), seed=1).items()}
+    ref.load_state_dict(sd)
+    assert 'pos_embed' not in sd
+    torch.save(sd, tmp_path / 'samvit_224.pth')
+    model = ours(128, 4)
+    report = load_pretrained(model, str(tmp_path / 'samvit_224.pth'))
+    assert not model.pos_embed.any() and 'pos_embed' not in report.missing
+    assert_blocks_match(model, ref, torch.randn(1, 3, 128, 128))
+
+
 def test_samvit_parity_at_a_detection_grid_with_windows(tmp_path):
     """The 128-pretrained checkpoint in a model for 192 inputs with windows of 6: our tables are resampled at load
     (window 7 -> 11 rows, global 15 -> 23, linear) and equal timm fed the checkpoint's own tables, which timm
