@@ -30,7 +30,8 @@ from .convert import register_converter
 from .interpolate import resize_abs_pos_embed, resize_decomposed_rel_pos_tables
 from .io import CheckpointError
 
-CLASSIFIER_ONLY = ('head.', 'head_dist.', 'norm.', 'fc_norm.', 'pre_logits.', 'neck.')  # neck: samvit's
+CLASSIFIER_ONLY = ('head.', 'head_dist.', 'norm.', 'fc_norm.', 'pre_logits.')
+CLASSIFIER_OR_SAM_NECK = CLASSIFIER_ONLY + ('neck.',)  # samvit's neck feeds SAM's mask decoder, not a backbone
 PREFIX_TOKENS = ('cls_token', 'dist_token')  # in the order timm / DeiT put them before the patches
 
 CEIT_OFFICIAL_RENAMES = (
@@ -127,7 +128,7 @@ def convert_vit(sd, model, notes):
     if 'image_encoder.patch_embed.proj.weight' in sd:
         sd = samvit_filter(sd, model)
         notes.append("official SAM layout: the image encoder taken, its prompt encoder / mask decoder dropped")
-    sd = drop_classifier(sd, CLASSIFIER_ONLY, notes)
+    sd = drop_classifier(sd, CLASSIFIER_OR_SAM_NECK, notes)
     flatten_nhwc_pos_embed(sd, model, notes)
     adapt_pos_embed(sd, model, notes)
     resize_decomposed_rel_pos_tables(sd, model, notes)
