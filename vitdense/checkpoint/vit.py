@@ -9,6 +9,14 @@ official DeiT release (``{'model': ...}``) share timm's names, so the converter 
   at 224) to the backbone's ``img_size`` grid, keeping the class-token position, or dropping it (and
   ``cls_token``) for windowed backbones that run without a class token.
 
+timm's ``samvit_*`` (SAM's / ViTDet's ViT, ``VisionTransformerSAM``) state dicts load through the same path:
+their block names are the same, the (1, H, W, C) ``pos_embed`` is flattened, SAM's ``neck`` goes with the
+classifier, and the decomposed relative position tables ``blocks.i.attn.rel_pos_h`` / ``rel_pos_w`` are resampled
+to the backbone's windows and grid (:func:`~vitdense.checkpoint.interpolate.resize_decomposed_rel_pos_tables`;
+the backbone needs ``use_rel_pos=True``). The official SAM release (``image_encoder.*``, ``mlp.lin1`` / ``lin2``)
+is first mapped by timm's samvit filter, which drops the prompt encoder and mask decoder. A checkpoint without
+tables (DeiT, MAE) leaves them at zero, as ViTDet does.
+
 CeiT (:class:`~vitdense.models.backbones.CeiT` / ``CeiTClassifier``): coeusguo/ceit names are renamed to
 vitdense's; the dense backbone drops the LCA, its layer embedding, the final norm and the head. coeusguo/ceit
 weights are refused (one line) by a model built with ``leff_final_act=True``: its LeFFs add a GELU the
@@ -18,12 +26,14 @@ import math
 import re
 
 import torch
+from timm.models.vision_transformer_sam import checkpoint_filter_fn as samvit_filter
 
 from .convert import register_converter
-from .interpolate import resize_abs_pos_embed
+from .interpolate import resize_abs_pos_embed, resize_decomposed_rel_pos_tables
 from .io import CheckpointError
 
 CLASSIFIER_ONLY = ('head.', 'head_dist.', 'norm.', 'fc_norm.', 'pre_logits.')
+CLASSIFIER_OR_SAM_NECK = CLASSIFIER_ONLY + ('neck.',)  # samvit's neck feeds SAM's mask decoder, not a backbone
 PREFIX_TOKENS = ('cls_token', 'dist_token')  # in the order timm / DeiT put them before the patches
 
 CEIT_OFFICIAL_RENAMES = (
@@ -89,6 +99,22 @@ def adapt_pos_embed(sd, model, notes) -> None:
     sd['pos_embed'] = torch.cat([prefix_pos, patch_pos], dim=1)
 
 
+def flatten_nhwc_pos_embed(sd, model, notes) -> None:
+    """timm samvit's (1, H, W, C) ``pos_embed`` -> (1, H * W, C); a non-square grid is resampled to the
+    model's here, where its shape is still known."""
+    pos = sd.get('pos_embed')
+    if pos is None or pos.dim() != 4:
+        return
+    if pos.shape[0] != 1:
+        raise CheckpointError(f'pos_embed has shape {tuple(pos.shape)}; expected (1, H, W, channels)')
+    grid = tuple(pos.shape[1:3])
+    pos = pos.reshape(1, grid[0] * grid[1], pos.shape[-1])
+    if grid[0] != grid[1] and grid != tuple(model.pos_grid):
+        pos = resize_abs_pos_embed(pos, model.pos_grid, num_prefix_tokens=0, old_size=grid)
+        notes.append(f'pos_embed interpolated from {grid[0]}x{grid[1]} to {model.pos_grid[0]}x{model.pos_grid[1]}')
+    sd['pos_embed'] = pos
+
+
 def drop_classifier(sd, prefixes, notes):
     """``sd`` without the keys under ``prefixes`` (a classifier's head / final norm), noting what went."""
     dropped = sorted({k.split('.')[0] for k in sd if k.startswith(prefixes)})
@@ -101,8 +127,20 @@ def drop_classifier(sd, prefixes, notes):
 def convert_vit(sd, model, notes):
     if any(k.startswith('i2t.') or '.leff.' in k for k in sd):
         raise CheckpointError('this is a CeiT checkpoint (i2t / leff keys); load it into vitdense.CeiT')
-    sd = drop_classifier(sd, CLASSIFIER_ONLY, notes)
+    if 'image_encoder.patch_embed.proj.weight' in sd:
+        sd = samvit_filter(sd, model)
+        notes.append("official SAM layout: the image encoder taken, its prompt encoder / mask decoder dropped")
+    sd = drop_classifier(sd, CLASSIFIER_OR_SAM_NECK, notes)
+    flatten_nhwc_pos_embed(sd, model, notes)
     adapt_pos_embed(sd, model, notes)
+    resize_decomposed_rel_pos_tables(sd, model, notes)
+    if 'pos_embed' not in sd and any(k.endswith('attn.rel_pos_h') for k in sd):
+        # samvit_*_224 learned without an absolute position embedding: zero computes that network
+        sd['pos_embed'] = torch.zeros_like(model.pos_embed)
+        notes.append('the checkpoint has no absolute position embedding (relative positions only); it starts '
+                     'at zero')
+    if getattr(model, 'use_rel_pos', False) and not any(k.endswith('attn.rel_pos_h') for k in sd):
+        notes.append('the checkpoint has no relative position tables; they start at zero (ViTDet from MAE)')
     return sd
 
 

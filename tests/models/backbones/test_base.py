@@ -5,7 +5,8 @@ import torch
 from vitdense.registry import MODELS
 
 # Narrow versions of each family (the code paths of the full models, CPU-test sizes); the ViT with windows
-# (ViTDet style, padding traced), CeiT with its class token.
+# (ViTDet style, padding traced), also with ViTDet's relative position bias (tables resampled at run time in
+# the global block), CeiT with its class token. A 'type' says the registered name where the key is a variant.
 SMALL_BACKBONES = {
     'SwinTransformer': dict(arch=dict(embed_dim=32, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8))),
     'ConvNeXt': dict(arch=dict(depths=(1, 1, 2, 1), dims=(16, 32, 64, 128))),
@@ -14,6 +15,9 @@ SMALL_BACKBONES = {
     'Sequencer2D': dict(arch=dict(layers=(1, 1, 1, 1), embed_dims=(32, 64, 64, 64), hidden_sizes=(8, 16, 16, 16))),
     'VisionTransformer': dict(arch=dict(embed_dim=96, depth=2, num_heads=3), window_size=4,
                               global_attn_indexes=(1,), with_cls_token=False),
+    'VisionTransformer-rel-pos': dict(type='VisionTransformer', arch=dict(embed_dim=96, depth=2, num_heads=3),
+                                      window_size=4, global_attn_indexes=(1,), with_cls_token=False,
+                                      use_rel_pos=True),
     'CeiT': dict(arch=dict(embed_dim=96, depth=2, num_heads=3), stem_channels=16),
     'HybridVisionTransformer': dict(arch=dict(layers=(1, 1, 1), channels=(128, 256, 512), stem_channels=32,
                                               embed_dim=96, depth=2, num_heads=3)),
@@ -23,10 +27,10 @@ SMALL_BACKBONES = {
 
 def build_small(name, **overrides):
     """The family's SMALL_BACKBONES model in training mode, without stochastic depth (deterministic outputs)."""
-    kwargs = dict(SMALL_BACKBONES[name], **overrides)
-    if name != 'TimmBackbone':  # timm models take drop_path_rate only where they have it
+    kwargs = dict(dict(type=name), **SMALL_BACKBONES[name], **overrides)
+    if kwargs['type'] != 'TimmBackbone':  # timm models take drop_path_rate only where they have it
         kwargs['drop_path_rate'] = 0.0
-    return MODELS.build(dict(type=name, **kwargs)).train()
+    return MODELS.build(kwargs).train()
 
 
 @pytest.mark.parametrize('name', sorted(SMALL_BACKBONES))

@@ -277,4 +277,7 @@ def test_mask_rcnn_training_step_on_cpu():
     cfg.model.backbone.update(arch=TINY4, global_attn_indexes=(1, 3))
     cfg.model.neck.in_channels = TINY4_CHANNELS
     model = build_model(cfg)
-    training_step(model, cfg.optim_wrapper, det_batch(model, (100, 132)), [model.backbone.blocks[2].attn.qkv.weight])
+    # the relative position tables (ViTDet's, on in this config) of a window and a global block learn from zero
+    blocks = model.backbone.blocks
+    training_step(model, cfg.optim_wrapper, det_batch(model, (100, 132)),
+                  [blocks[2].attn.qkv.weight, blocks[0].attn.rel_pos_h, blocks[3].attn.rel_pos_w])

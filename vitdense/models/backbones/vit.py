@@ -25,6 +25,15 @@ What dense prediction adds:
   lets the zero tokens take part; with the mask, a window covering the whole map equals global attention).
   Windows have no place for a class token: windowed models run with ``with_cls_token=False`` (ViTDet drops
   it too) and the converter drops the token and its position.
+* optional decomposed relative position bias (ViTDet, from MViTv2; SAM and timm's ``samvit_*``):
+  ``use_rel_pos=True`` gives every block's attention two tables, ``attn.rel_pos_h`` (2 * h - 1, head_dim) and
+  ``attn.rel_pos_w`` (2 * w - 1, head_dim), for the h x w extent it attends over: the window in windowed
+  blocks, the ``img_size`` grid in global ones. The bias of query q at (i, j) on key (k, l) is
+  q . rel_pos_h[i - k + h - 1] + q . rel_pos_w[j - l + w - 1] (unscaled q, after any q norm), added to the
+  scaled logits through SDPA's ``attn_mask``. A global block that meets another grid at run time resamples
+  its tables linearly along the distance axis to that grid (as ViTDet / SAM do); checkpoints made for
+  another window or grid are resampled the same way once at load (:mod:`vitdense.checkpoint.vit`). Tables
+  start at zero (ViTDet's init), so a checkpoint without them (DeiT, MAE) starts as the plain ViT.
 * stages for freezing and stage-wise lr decay: the stem (patch embedding, class token, position embedding),
   then 4 equal groups of blocks (3 each for depth 12); stage k also owns pyramid level k - 1 and its norm.
 * layer-wise lr decay (ViTDet 0.7, ViT-Adapter 0.95): stem depth 0, block i depth i + 1, everything after
@@ -38,8 +47,9 @@ from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 import torch.utils.checkpoint as cp
-from timm.layers import LayerNorm2d, PatchEmbed, resample_abs_pos_embed, to_2tuple, trunc_normal_
+from timm.layers import Attention, LayerNorm2d, PatchEmbed, resample_abs_pos_embed, to_2tuple, trunc_normal_
 from timm.models.vision_transformer import Block
 
 from vitdense.registry import MODELS
@@ -49,28 +59,94 @@ from ..necks.simple_pyramid import SimpleFeaturePyramid
 from .base import DenseBackbone
 
 
+def resize_rel_pos_table(table: torch.Tensor, length: int) -> torch.Tensor:
+    """A (L, C) decomposed relative position table linearly resampled along the distance axis to (length, C)
+    (``F.interpolate`` 'linear', half-pixel centres: distance 0 stays at the centre row), as ViTDet / SAM
+    resample theirs."""
+    if table.shape[0] == length:
+        return table
+    resized = F.interpolate(table.t()[None], size=length, mode='linear')
+    return resized[0].t()
+
+
+def relative_table(table: torch.Tensor, size: int) -> torch.Tensor:
+    """(size, size, C): the table row for each (query, key) pair of one axis of length ``size``, i.e. row
+    q - k + size - 1 of the table resampled to 2 * size - 1 rows."""
+    table = resize_rel_pos_table(table, 2 * size - 1)
+    positions = torch.arange(size, device=table.device)
+    return table[positions[:, None] - positions[None, :] + size - 1]
+
+
+def decomposed_rel_pos_bias(q: torch.Tensor, rel_pos_h: torch.Tensor, rel_pos_w: torch.Tensor,
+                            grid: Tuple[int, int]) -> torch.Tensor:
+    """Decomposed relative position bias (MViTv2 / ViTDet) for queries ``q`` (B, heads, H*W, C) of an H x W
+    grid attending to the same grid: (B, heads, H*W, H*W), bias[(i, j), (k, l)] = q . Rh[i - k] +
+    q . Rw[j - l]."""
+    H, W = grid
+    B, heads, N, C = q.shape
+    q = q.reshape(B, heads, H, W, C)
+    along_h = torch.einsum('bnhwc,hkc->bnhwk', q, relative_table(rel_pos_h, H).to(q.dtype))
+    along_w = torch.einsum('bnhwc,wkc->bnhwk', q, relative_table(rel_pos_w, W).to(q.dtype))
+    return (along_h[..., :, None] + along_w[..., None, :]).reshape(B, heads, N, N)
+
+
+class RelPosAttention(Attention):
+    """timm's ``Attention`` (same parameters) plus ViTDet's decomposed relative position tables
+    ``rel_pos_h`` / ``rel_pos_w`` for an ``extent`` (h, w) grid (zero init); the forward takes the (h, w) grid
+    its tokens form, resampling the tables when it differs from ``extent``."""
+
+    def __init__(self, dim: int, num_heads: int, extent: Tuple[int, int], **kwargs):
+        super().__init__(dim, num_heads, **kwargs)
+        self.extent = tuple(extent)
+        self.rel_pos_h = nn.Parameter(torch.zeros(2 * self.extent[0] - 1, self.head_dim))
+        self.rel_pos_w = nn.Parameter(torch.zeros(2 * self.extent[1] - 1, self.head_dim))
+
+    def forward(self, x: torch.Tensor, grid: Tuple[int, int], attn_mask: Optional[torch.Tensor] = None):
+        """``x`` (B, H*W, C) tokens of the ``grid`` H x W; ``attn_mask`` an optional boolean key mask (True:
+        attend) broadcastable to (B, heads, N, N)."""
+        B, N, C = x.shape
+        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        q, k = self.q_norm(q), self.k_norm(k)
+        bias = decomposed_rel_pos_bias(q, self.rel_pos_h, self.rel_pos_w, grid)
+        if attn_mask is not None:
+            bias = bias.masked_fill(~attn_mask, float('-inf'))
+        x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias,
+                                           dropout_p=self.attn_drop.p if self.training else 0.0)
+        x = self.norm(x.transpose(1, 2).reshape(B, N, self.attn_dim))
+        return self.proj_drop(self.proj(x))
+
+
 def windowed_attention(attn: nn.Module, x: torch.Tensor, hw: Tuple[int, int], window_size: int,
                        key_mask: Optional[torch.Tensor]) -> torch.Tensor:
-    """Run ``attn`` (timm ``Attention``) on (B, H*W, C) tokens, globally (``window_size`` 0) or inside
-    non-overlapping windows of the H x W grid, zero-padded to whole windows; ``key_mask`` (B * nW, 1, 1, N)
-    keeps padded positions out of the keys (None when nothing is padded)."""
+    """Run ``attn`` (timm ``Attention`` or :class:`RelPosAttention`) on (B, H*W, C) tokens, globally
+    (``window_size`` 0) or inside non-overlapping windows of the H x W grid, zero-padded to whole windows;
+    ``key_mask`` (B * nW, 1, 1, N) keeps padded positions out of the keys (None when nothing is padded)."""
+    rel_pos = isinstance(attn, RelPosAttention)
     if not window_size:
-        return attn(x)
+        return attn(x, hw) if rel_pos else attn(x)
     B, N, C = x.shape
     H, W = hw
     window = (window_size, window_size)
     x = pad_to_multiple(x.view(B, H, W, C), window)
     Hp, Wp = x.shape[1:3]
-    x = attn(window_partition(x, window), attn_mask=key_mask)
+    windows = window_partition(x, window)
+    x = attn(windows, window, attn_mask=key_mask) if rel_pos else attn(windows, attn_mask=key_mask)
     return window_reverse(x, window, Hp, Wp)[:, :H, :W].reshape(B, N, C)
 
 
 class ViTBlock(Block):
-    """timm's pre-norm ViT block (same parameters), attending globally or inside windows of the grid."""
+    """timm's pre-norm ViT block (same parameters), attending globally or inside windows of the grid; with
+    ``rel_pos_grid`` (the model's grid) its attention carries decomposed relative position tables sized for
+    its extent: the window in windowed blocks, ``rel_pos_grid`` in global ones."""
 
-    def __init__(self, dim: int, num_heads: int, window_size: int = 0, **kwargs):
+    def __init__(self, dim: int, num_heads: int, window_size: int = 0,
+                 rel_pos_grid: Optional[Tuple[int, int]] = None, **kwargs):
         super().__init__(dim, num_heads, **kwargs)
         self.window_size = window_size
+        if rel_pos_grid is not None:  # the same attention parameters as timm's, plus the two tables
+            extent = (window_size, window_size) if window_size else tuple(rel_pos_grid)
+            self.attn = RelPosAttention(dim, num_heads, extent, qkv_bias=kwargs.get('qkv_bias', False))
 
     def forward(self, x: torch.Tensor, hw: Tuple[int, int], key_mask: Optional[torch.Tensor] = None):
         attn = windowed_attention(self.attn, self.norm1(x), hw, self.window_size, key_mask)
@@ -79,14 +155,15 @@ class ViTBlock(Block):
 
 
 def vit_blocks(embed_dim: int, depth: int, num_heads: int, mlp_ratio: float, qkv_bias: bool,
-               drop_path_rate: float, window_size: int, global_attn_indexes: Sequence[int]) -> nn.ModuleList:
+               drop_path_rate: float, window_size: int, global_attn_indexes: Sequence[int],
+               rel_pos_grid: Optional[Tuple[int, int]] = None) -> nn.ModuleList:
     """timm-layout ViT blocks (LayerNorm eps 1e-6, drop path linear over blocks as timm), windowed except the
-    ``global_attn_indexes`` (window_size 0: all global)."""
+    ``global_attn_indexes`` (window_size 0: all global); ``rel_pos_grid``: see :class:`ViTBlock`."""
     dpr = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
     return nn.ModuleList([
         ViTBlock(embed_dim, num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, drop_path=dpr[i],
                  norm_layer=partial(nn.LayerNorm, eps=1e-6),
-                 window_size=0 if i in global_attn_indexes else window_size)
+                 window_size=0 if i in global_attn_indexes else window_size, rel_pos_grid=rel_pos_grid)
         for i in range(depth)])
 
 
@@ -239,6 +316,14 @@ class VisionTransformer(PlainBackbone):
         with_cls_token: keep the class token in the sequence (timm parity); must be False with windows.
         window_size / global_attn_indexes: ViTDet windowed attention (0: global everywhere), e.g. 14 and
             (2, 5, 8, 11).
+        use_rel_pos: ViTDet's decomposed relative position bias in every block (tables
+            ``blocks.i.attn.rel_pos_h`` / ``rel_pos_w``, the names timm's ``samvit_*`` use), sized for the window
+            in windowed blocks and for the ``img_size`` grid in global ones (as timm's samvit / SAM size them:
+            ``img_size=1024`` loads SAM / ViTDet tables unresampled). Needs ``with_cls_token=False``
+            (vitdense's choice: the bias has no position for a class token, and ViTDet runs without one). In
+            windows that reach into the padding, the padded keys stay masked out and the real tokens keep
+            their in-window offsets (vitdense's choice, as for the plain windows; ViTDet / SAM attend to the
+            zero padding).
         drop_path_rate: stochastic depth, linear over blocks.
         out_indices / frozen_stages / with_cp / init_cfg: see :class:`DenseBackbone`.
     """
@@ -251,8 +336,9 @@ class VisionTransformer(PlainBackbone):
 
     def __init__(self, arch='small', img_size=224, patch_size: int = 16, in_channels: int = 3,
                  mlp_ratio: float = 4.0, qkv_bias: bool = True, with_cls_token: bool = True,
-                 window_size: int = 0, global_attn_indexes: Sequence[int] = (), drop_path_rate: float = 0.1,
-                 out_indices=(0, 1, 2, 3), frozen_stages: int = -1, with_cp: bool = False, init_cfg=None):
+                 window_size: int = 0, global_attn_indexes: Sequence[int] = (), use_rel_pos: bool = False,
+                 drop_path_rate: float = 0.1, out_indices=(0, 1, 2, 3), frozen_stages: int = -1,
+                 with_cp: bool = False, init_cfg=None):
         super().__init__(out_indices, frozen_stages, in_channels, init_cfg)
         settings = self.resolve_arch(arch)
         embed_dim, depth, num_heads = settings['embed_dim'], settings['depth'], settings['num_heads']
@@ -260,12 +346,17 @@ class VisionTransformer(PlainBackbone):
             raise ValueError(f'VisionTransformer patch_size={patch_size}: the pyramid expects stride-16 tokens '
                              '(patch_size=16)')
         self.global_attn_indexes = self.check_windows(depth, window_size, global_attn_indexes, with_cls_token)
+        if use_rel_pos and with_cls_token:
+            raise ValueError('use_rel_pos=True: the relative position bias has no position for a class token; '
+                             'set with_cls_token=False (the converter then drops the checkpoint\'s class token)')
         self.window_size = window_size
+        self.use_rel_pos = use_rel_pos
         self.patch_embed = PatchEmbed(img_size=None, patch_size=patch_size, in_chans=in_channels,
                                       embed_dim=embed_dim, output_fmt='NHWC', strict_img_size=False,
                                       dynamic_img_pad=True)
+        grid = tuple(size // patch_size for size in to_2tuple(img_size))
         self.blocks = vit_blocks(embed_dim, depth, num_heads, mlp_ratio, qkv_bias, drop_path_rate, window_size,
-                                 self.global_attn_indexes)
+                                 self.global_attn_indexes, rel_pos_grid=grid if use_rel_pos else None)
         self._init_dense(embed_dim, img_size, with_cls_token, with_cp)
         self.blocks.apply(init_transformer_weights)
         self._freeze()
