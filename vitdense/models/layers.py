@@ -334,16 +334,21 @@ def balanced_binary_split(unit: torch.Tensor, raw: Optional[torch.Tensor] = None
     return _topk_partition(ratio, invalid)
 
 
-def _topk_partition(score: torch.Tensor, invalid: Optional[torch.Tensor]) -> torch.Tensor:
-    """(..., n) slot order whose first n // 2 entries are the slots of lowest ``score`` (unordered, with
-    ``topk``), the rest the others in slot order. Padded slots (score +inf) are shared so that the first half
-    holds ceil(n_real / 2) real tokens."""
+def _first_half(score: torch.Tensor, invalid: Optional[torch.Tensor]) -> torch.Tensor:
+    """(..., n // 2) slots of lowest ``score`` (unordered, with ``topk``). Padded slots (score +inf) are
+    shared so that they include the ceil(n_real / 2) real tokens of lowest score."""
     n = score.shape[-1]
     if invalid is not None:  # hand the first child the padding it needs: -inf on its share of the padded slots
         first_real = ((~invalid).sum(-1, keepdim=True) + 1) // 2
         pad_rank = invalid.cumsum(-1) - 1
         score = score.masked_fill(invalid & (pad_rank < n // 2 - first_real), float('-inf'))
-    first = torch.topk(score, n // 2, dim=-1, largest=False, sorted=False).indices
+    return torch.topk(score, n // 2, dim=-1, largest=False, sorted=False).indices
+
+
+def _topk_partition(score: torch.Tensor, invalid: Optional[torch.Tensor]) -> torch.Tensor:
+    """(..., n) slot order: :func:`_first_half`, then the other slots in slot order."""
+    n = score.shape[-1]
+    first = _first_half(score, invalid)
     # the complement, in slot order: each remaining slot goes to column (its rank among the remaining)
     rest = torch.ones_like(score, dtype=torch.bool).scatter_(-1, first, False)
     column = torch.where(rest, rest.cumsum(-1) - 1, n - n // 2)          # taken slots -> a spare column
@@ -405,15 +410,19 @@ def balanced_kmeans_split(raw: torch.Tensor, invalid: Optional[torch.Tensor] = N
         if invalid is not None:
             score = score.masked_fill(invalid, float('inf'))
         last = step == iters
+        in_first = None
         if last and sort:
             order = torch.sort(score, dim=-1).indices
-            rank = torch.empty_like(order).scatter_(-1, order, torch.arange(n, device=raw.device).expand_as(order))
-            in_first = rank < first_real                                   # padded slots rank after every real one
-        else:
-            order = _topk_partition(score, invalid)
-            in_first = torch.zeros_like(score, dtype=torch.bool).scatter_(-1, order[..., :n // 2], True)
-            if invalid is not None:
-                in_first &= ~invalid
+            if return_history:  # c1: the first ceil(n_real / 2) sorted slots (padded slots sort last)
+                arange = torch.arange(n, device=raw.device).expand_as(order)
+                in_first = torch.empty_like(order).scatter_(-1, order, arange) < first_real
+        else:  # unordered (top-k); an intermediate assignment needs only c1's slots
+            order = _topk_partition(score, invalid) if last else None
+            first = order[..., :n // 2] if last else _first_half(score, invalid)
+            if return_history or not last:
+                in_first = torch.zeros_like(score, dtype=torch.bool).scatter_(-1, first, True)
+                if invalid is not None:
+                    in_first &= ~invalid
         if return_history:
             history.append(in_first)
         if not last:  # each centroid: the mean of its half (c2's as the node's total minus c1's sum)
