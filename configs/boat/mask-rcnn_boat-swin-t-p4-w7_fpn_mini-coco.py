@@ -1,8 +1,8 @@
-# BOAT-Swin-T (paper layout: FSLA in every block) Mask R-CNN on the bundled real mini COCO, from scratch.
-# For pytorch-boat ImageNet weights add model.backbone.layout=pytorch-boat and init_cfg.checkpoint=PATH.
+# BOAT-Swin-T (pytorch-boat layout, that of the public ImageNet weights and of every BOAT config) Mask R-CNN on the
+# bundled real mini COCO, from scratch. For pytorch-boat ImageNet weights add init_cfg.checkpoint=PATH.
 _base_ = [
     '../_base_/models/mask-rcnn_boat-swin-t_fpn.py', '../_base_/datasets/coco_mini.py',
     '../_base_/schedules/mini_det.py', '../_base_/optimizers/adamw_swin-det.py'
 ]
-model = dict(backbone=dict(layout='paper', init_cfg=dict(checkpoint=None)))
+model = dict(backbone=dict(layout='pytorch-boat', init_cfg=dict(checkpoint=None)))
 optim_wrapper = dict(optimizer=dict(lr=3e-4))

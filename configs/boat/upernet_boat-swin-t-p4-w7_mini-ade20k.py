@@ -1,7 +1,8 @@
-# BOAT-Swin-T (paper layout) UperNet on the bundled real mini ADE20K, from scratch, 256x256 crops.
+# BOAT-Swin-T (pytorch-boat layout, as every BOAT config) UperNet on the bundled real mini ADE20K, from scratch,
+# 256x256 crops.
 _base_ = [
     '../_base_/models/upernet_boat-swin-t.py', '../_base_/datasets/ade20k_mini.py',
     '../_base_/schedules/mini_seg.py', '../_base_/optimizers/adamw_swin-seg.py', '../_base_/default_runtime_seg.py'
 ]
-model = dict(data_preprocessor=dict(size=(256, 256)), backbone=dict(layout='paper', init_cfg=dict(checkpoint=None)))
+model = dict(data_preprocessor=dict(size=(256, 256)), backbone=dict(layout='pytorch-boat', init_cfg=dict(checkpoint=None)))
 optim_wrapper = dict(optimizer=dict(lr=3e-4))

@@ -207,9 +207,12 @@ def balanced_cluster_layout(num_tokens: int, num_levels: int, overlap: int = 0, 
     Every leaf is the first or the last m + n tokens of its sorted parent (m = ceil(N / 2^K), n =
     ``overlap``, capped so that m + n never exceeds a parent), so sibling clusters share 2n tokens (one or
     two more when the parent has fewer than 2m). With ``shared_queries`` every token of a leaf is also one of
-    its queries and a token in two leaves gets the mean of its two outputs (the paper); otherwise a token is
-    the query of the leaf of its own half only (the first ceil(n_parent / 2) sorted tokens / the others) and
-    only keys / values overlap (pytorch-boat).
+    its queries (the paper's overlapping clusters) and a token in two leaves gets the mean of its two outputs
+    (the paper does not say how the two combine; the mean is vitdense's choice: a shared token sits at the
+    boundary of the two clusters' ranking, so neither output is preferred, and the mean of two attention
+    outputs stays a convex combination of values like every other token's); otherwise a token is the query
+    of the leaf of its own half only (the first ceil(n_parent / 2) sorted tokens / the others) and only keys /
+    values overlap (pytorch-boat).
     """
     N, K = int(num_tokens), int(num_levels)
     if N < 1 or K < 0:
@@ -328,18 +331,110 @@ def balanced_binary_split(unit: torch.Tensor, raw: Optional[torch.Tensor] = None
     ratio = split_ratio(unit, raw, invalid, iters, seeding)
     if sort:
         return torch.sort(ratio, dim=-1).indices
-    n = ratio.shape[-1]
+    return _topk_partition(ratio, invalid)
+
+
+def _first_half(score: torch.Tensor, invalid: Optional[torch.Tensor]) -> torch.Tensor:
+    """(..., n // 2) slots of lowest ``score`` (unordered, with ``topk``). Padded slots (score +inf) are
+    shared so that they include the ceil(n_real / 2) real tokens of lowest score."""
+    n = score.shape[-1]
     if invalid is not None:  # hand the first child the padding it needs: -inf on its share of the padded slots
         first_real = ((~invalid).sum(-1, keepdim=True) + 1) // 2
         pad_rank = invalid.cumsum(-1) - 1
-        ratio = ratio.masked_fill(invalid & (pad_rank < n // 2 - first_real), float('-inf'))
-    first = torch.topk(ratio, n // 2, dim=-1, largest=False, sorted=False).indices
+        score = score.masked_fill(invalid & (pad_rank < n // 2 - first_real), float('-inf'))
+    return torch.topk(score, n // 2, dim=-1, largest=False, sorted=False).indices
+
+
+def _topk_partition(score: torch.Tensor, invalid: Optional[torch.Tensor]) -> torch.Tensor:
+    """(..., n) slot order: :func:`_first_half`, then the other slots in slot order."""
+    n = score.shape[-1]
+    first = _first_half(score, invalid)
     # the complement, in slot order: each remaining slot goes to column (its rank among the remaining)
-    rest = torch.ones_like(ratio, dtype=torch.bool).scatter_(-1, first, False)
+    rest = torch.ones_like(score, dtype=torch.bool).scatter_(-1, first, False)
     column = torch.where(rest, rest.cumsum(-1) - 1, n - n // 2)          # taken slots -> a spare column
-    slots = torch.arange(n, device=ratio.device).expand_as(column)
-    second = slots.new_empty(*ratio.shape[:-1], n - n // 2 + 1).scatter_(-1, column, slots)[..., :-1]
+    slots = torch.arange(n, device=score.device).expand_as(column)
+    second = slots.new_empty(*score.shape[:-1], n - n // 2 + 1).scatter_(-1, column, slots)[..., :-1]
     return torch.cat([first, second], -1)
+
+
+def balanced_kmeans_split(raw: torch.Tensor, invalid: Optional[torch.Tensor] = None, iters: int = 2,
+                          seeding: str = 'farthest', sort: bool = True, return_history: bool = False):
+    """The paper's balanced binary clustering for a batch of nodes (BOAT, arXiv 2201.13027): (..., n) slot
+    order whose first n // 2 entries form the first child (cluster c1), the rest the second (c2).
+
+    Every iteration is a balanced k-means step: each token's ratio r = s(t, c1) / s(t, c2) is computed, the
+    tokens are ranked by decreasing r, the first ceil(n_real / 2) go to c1 and the others to c2, and (except
+    after the last assignment) each centroid becomes the mean of its tokens. ``iters`` centroid updates, so
+    ``iters + 1`` assignments, every one of them balanced; the result is the last one.
+
+    raw: (..., n, d) tokens (the features to cluster, not normalised); invalid: (..., n) True on padded slots
+    (zero vectors), which are never assigned, averaged or seeded from. sort=True: the final order is by
+    decreasing r, padded slots last (the last tree level takes its overlapping leaves from both ends of it);
+    sort=False: an unordered partition (``topk``; the padded slots shared as in :func:`_topk_partition`).
+    return_history=True also returns a bool (iters + 1, ..., n) tensor: per iteration, True on the real
+    tokens assigned to c1 (padded slots False).
+
+    Where the paper is silent the choices are vitdense's: s(t, c) = 1 + cos(t, c) (positive, so the ratio is
+    defined and ordered like the cosines; as pytorch-boat), and 'farthest' seeding, the token least similar to
+    the node's mean direction and its mirror image about that direction (deterministic and independent of
+    token order, so the clustering is equivariant to a permutation of the tokens; random seeds would make
+    inference non-deterministic, pytorch-boat's 'halves' seeds depend on the raster order). 'halves' (the
+    means of the node's first and second half of slots) is accepted too.
+    """
+    n, d = raw.shape[-2:]
+    inv_norm = raw.norm(dim=-1).clamp_min(1e-12).reciprocal().unsqueeze(-2)        # (..., 1, n)
+    raw_t = raw.transpose(-1, -2)
+
+    def cosines(c):  # (..., k, d) unit centroids -> (..., k, n), as (k, d) @ (d, n) (see the speed notes)
+        return (c @ raw_t) * inv_norm
+    if seeding == 'farthest':
+        mean = F.normalize(inv_norm @ raw, dim=-1)                   # (..., 1, d): direction of the unit vectors' sum
+        s = cosines(mean).squeeze(-2)
+        if invalid is not None:
+            s = s.masked_fill(invalid, float('inf'))
+        far = F.normalize(raw.gather(-2, s.argmin(-1)[..., None, None].expand(*s.shape[:-1], 1, d)), dim=-1)
+        c = torch.cat([far, 2 * (far * mean).sum(-1, keepdim=True) * mean - far], -2)  # and its mirror
+    elif seeding == 'halves':
+        c = torch.stack([raw[..., :n // 2, :].mean(-2), raw[..., n // 2:, :].mean(-2)], -2)
+    else:
+        raise ValueError(f"seeding must be 'halves' or 'farthest', got '{seeding}'")
+    c = F.normalize(c, dim=-1)
+    n_real = torch.full(raw.shape[:-2], n, device=raw.device) if invalid is None else (~invalid).sum(-1)
+    first_real = ((n_real + 1) // 2)[..., None]
+    sizes = torch.stack([first_real, n_real[..., None] - first_real], -2).clamp_min(1).to(raw.dtype)  # (..., 2, 1)
+    total = raw.sum(-2, keepdim=True)                                  # padded rows are zero: real tokens only
+    history = []
+    for step in range(iters + 1):
+        sim = cosines(c)
+        score = -(1 + sim[..., 0, :]) / (1 + sim[..., 1, :]).clamp_min(1e-6)  # ascending score = decreasing r
+        if invalid is not None:
+            score = score.masked_fill(invalid, float('inf'))
+        last = step == iters
+        in_first = None
+        if last and sort:
+            order = torch.sort(score, dim=-1).indices
+            if return_history:  # c1: the first ceil(n_real / 2) sorted slots (padded slots sort last)
+                arange = torch.arange(n, device=raw.device).expand_as(order)
+                in_first = torch.empty_like(order).scatter_(-1, order, arange) < first_real
+        else:  # unordered (top-k); an intermediate assignment needs only c1's slots
+            order = _topk_partition(score, invalid) if last else None
+            first = order[..., :n // 2] if last else _first_half(score, invalid)
+            if return_history or not last:
+                in_first = torch.zeros_like(score, dtype=torch.bool).scatter_(-1, first, True)
+                if invalid is not None:
+                    in_first &= ~invalid
+        if return_history:
+            history.append(in_first)
+        if not last:  # each centroid: the mean of its half (c2's as the node's total minus c1's sum)
+            first_sum = in_first.to(raw.dtype).unsqueeze(-2) @ raw        # (..., 1, d)
+            c = F.normalize(torch.cat([first_sum, total - first_sum], -2) / sizes, dim=-1)
+    return (order, torch.stack(history)) if return_history else order
+
+
+class SplitHistory(NamedTuple):
+    """The assignments of one tree level (see :func:`hierarchical_cluster_permutation`)."""
+    tokens: torch.Tensor    # (G, nodes, cap) token id of every slot of every node (ids >= N: padding)
+    in_first: torch.Tensor  # (iters + 1, G, nodes, cap) per iteration True on the real tokens given to c1
 
 
 def _flat_rows(ids: torch.Tensor, rows_per_group: int) -> torch.Tensor:
@@ -348,27 +443,41 @@ def _flat_rows(ids: torch.Tensor, rows_per_group: int) -> torch.Tensor:
 
 
 def hierarchical_cluster_permutation(x: torch.Tensor, layout: ClusterLayout, iters: int = 2,
-                                     seeding: str = 'farthest') -> torch.Tensor:
+                                     seeding: str = 'farthest', assignment: str = 'soft',
+                                     return_history: bool = False):
     """Token ids (G, N_p) of each group (image x head) in clustered order, ids >= N on padded slots.
 
-    x: (G, N, d) clustering features (e.g. the queries of every head). K levels of
-    :func:`balanced_binary_split`, each on all groups and nodes at once; positions ``layout.kv_pos`` /
-    ``layout.q_pos`` of the result are the leaves. With order-independent seeding ('farthest') the levels
-    before the last are unordered top-k partitions on unit vectors (spherical k-means); 'halves' seeding
-    (pytorch-boat) sorts at every level and averages raw vectors, as the public code. No gradient flows.
+    x: (G, N, d) clustering features (e.g. the queries of every head). K levels of binary splits, each on all
+    groups and nodes at once; positions ``layout.kv_pos`` / ``layout.q_pos`` of the result are the leaves.
+    assignment='balanced': :func:`balanced_kmeans_split` (the paper: hard, balanced assignments in every
+    iteration, centroids the means of the halves, on the raw features). assignment='soft':
+    :func:`balanced_binary_split` (pytorch-boat's scheme: soft nearest-centroid refinement, balanced only in
+    the final split); with order-independent seeding ('farthest') it works on unit vectors (spherical
+    k-means), with 'halves' seeding (pytorch-boat) on raw vectors. Levels before the last are unordered top-k
+    partitions unless the seeding depends on token order ('halves': a sort per level). No gradient flows.
+
+    return_history=True also returns one :class:`SplitHistory` per level (assignment='balanced' only): the
+    token of every slot and, per iteration, which of them went to the first child.
     """
+    if assignment not in ('soft', 'balanced'):
+        raise ValueError(f"assignment must be 'soft' or 'balanced', got '{assignment}'")
+    if return_history and assignment != 'balanced':
+        raise ValueError("return_history needs assignment='balanced' (the soft scheme has one hard split per level)")
     G, N, d = x.shape
     if N != layout.num_tokens:
         raise ValueError(f'layout is for {layout.num_tokens} tokens, got {N}')
     ordered = seeding == 'halves'
+    balanced = assignment == 'balanced'
+    history = []
     with torch.no_grad():
         x = x.detach()
         padded = layout.padded
         if padded > N:
             x = F.pad(x, (0, 0, 0, padded - N))
-        # one table gathered per level ('halves' keeps raw vectors and takes cosines from them, see
-        # split_ratio); contiguous, as the batched matmuls are much slower on strided rows
-        table = x.reshape(G * padded, d) if ordered else F.normalize(x.reshape(G * padded, d), dim=-1)
+        # one table gathered per level (raw vectors where the split takes cosines from them, see split_ratio);
+        # contiguous, as the batched matmuls are much slower on strided rows
+        raw_table = ordered or balanced
+        table = x.reshape(G * padded, d) if raw_table else F.normalize(x.reshape(G * padded, d), dim=-1)
         perm = layout.root.to(x.device).expand(G, padded)
         for level in range(layout.num_levels):
             nodes, cap = 2 ** level, padded >> level
@@ -377,13 +486,20 @@ def hierarchical_cluster_permutation(x: torch.Tensor, layout: ClusterLayout, ite
                 node_table = table.view(G, 1, cap, d)
             else:
                 node_table = table.index_select(0, _flat_rows(perm, padded)).view(G, nodes, cap, d)
-            node_unit, node_raw = (None, node_table) if ordered else (node_table, None)
             invalid = (perm >= N).view(G, nodes, cap) if padded > N else None
-            order = balanced_binary_split(node_unit, node_raw, invalid, iters, seeding, sort=ordered or last)
+            if balanced:
+                order = balanced_kmeans_split(node_table, invalid, iters, seeding, sort=ordered or last,
+                                              return_history=return_history)
+                if return_history:
+                    order, in_first = order
+                    history.append(SplitHistory(perm.reshape(G, nodes, cap), in_first))
+            else:
+                node_unit, node_raw = (None, node_table) if ordered else (node_table, None)
+                order = balanced_binary_split(node_unit, node_raw, invalid, iters, seeding, sort=ordered or last)
             if ordered and not last:  # lay the two sorted children out side by side, padding balanced
                 order = order.gather(2, layout.moves[level].to(x.device).expand(G, -1, -1))
             perm = perm.reshape(G, nodes, cap).gather(2, order).reshape(G, padded)
-    return perm
+    return (perm, history) if return_history else perm
 
 
 def clustered_attention(qkv: torch.Tensor, perm: torch.Tensor, layout: ClusterLayout,

@@ -9,10 +9,12 @@ import torch
 import torch.nn.functional as F
 
 from tests.conftest import REPO, build_model, det_batch, expected_shapes, randomize, rel_err, seg_batch, training_step
+from tests.models.test_layers import ref_clustered_attention
 from vitdense.checkpoint import load_pretrained
 from vitdense.models.backbones import BOATClassifier, BOATCSWin, BOATSwin
 from vitdense.models.backbones.boat import (BOATSwinBlock, CrossShapedWindowAttention,
                                             FeatureSpaceLocalAttention, fsla_settings)
+from vitdense.models.layers import cluster_levels
 
 SMALL_SWIN = dict(embed_dim=32, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8))
 SMALL_CSWIN = dict(embed_dim=32, depths=(1, 2, 2, 1), num_heads=(2, 2, 4, 8))
@@ -94,6 +96,27 @@ def test_fsla_pytorch_boat_layout_equals_the_public_computation(family, hw, batc
         ours = attn(x).flatten(1, 2)
         ref = pytorch_boat_content_attention(attn, x.flatten(1, 2), *hw)
     assert rel_err(ours, ref) < 1e-12
+
+
+@pytest.mark.parametrize('hw', [(28, 28), (10, 13)])
+def test_fsla_paper_layout_clusters_as_the_paper(hw):
+    """The paper layout's FSLA equals leaf attention over a token-by-token restatement of the paper's balanced
+    iterations (tests/models/test_layers.py), plus LePE and the output projection."""
+    torch.manual_seed(0)
+    settings = fsla_settings('paper', 'swin')
+    attn = FeatureSpaceLocalAttention(32, 2, leaf_size=16, overlap=4, **settings).double().eval()
+    assert attn.assignment == 'balanced' and attn.shared_queries
+    B, N, C = 2, hw[0] * hw[1], 32
+    x = torch.randn(B, *hw, C, dtype=torch.float64)
+    with torch.no_grad():
+        qkv = attn.qkv(x).view(B, N, 3, 2, 16).permute(2, 0, 3, 1, 4).reshape(3, B * 2, N, 16)
+        levels = cluster_levels(N, 16)
+        out = ref_clustered_attention(*qkv.unbind(0), levels, 'farthest', attn.cluster_iters, 4, True,
+                                      attn.scale, 'balanced')
+        out = out.view(B, 2, N, 16).transpose(1, 2).reshape(B, *hw, C)
+        lepe = attn.lepe(qkv[2].view(B, 2, N, 16).transpose(1, 2).reshape(B, *hw, C).permute(0, 3, 1, 2))
+        ref = attn.proj(out + lepe.permute(0, 2, 3, 1))
+        assert rel_err(attn(x), ref) < 1e-12
 
 
 def test_fsla_with_one_cluster_is_full_attention():
@@ -187,6 +210,9 @@ def test_layouts_place_fsla_as_described():
     assert [[b.fsla is not None for b in s.blocks] for s in cswin.stages] == \
         [[True], [True, False, True], [True, False], [True]]
     assert cswin.stages[0].blocks[0].fsla.scale == 1.0 and not cswin.stages[0].blocks[0].fsla.shared_queries
+    assert all(b.fsla.assignment == 'soft' and b.fsla.seeding == 'halves' for model in (swin, cswin)
+               for stage in (model.layers if model is swin else model.stages) for b in stage.blocks if b.fsla)
+    assert all(b.fsla.assignment == 'balanced' for b in BOATCSWin(arch=SMALL_CSWIN).stages[1].blocks)
     paper = BOATSwin(arch=SMALL_SWIN, drop_path_rate=0.3)
     rates = [b.drop_path_fsla.drop_prob if hasattr(b.drop_path_fsla, 'drop_prob') else 0.0
              for layer in paper.layers for b in layer.blocks]
@@ -361,8 +387,8 @@ def build_from_config(name, small_arch):
 def test_mask_rcnn_training_step_on_cpu():
     torch.manual_seed(0)
     cfg, model = build_from_config('mask-rcnn_boat-swin-t-p4-w7_fpn_mini-coco.py', SMALL_SWIN)
-    assert cfg.model.backbone.layout == 'paper'
-    fsla = model.backbone.layers[0].blocks[0].fsla
+    assert cfg.model.backbone.layout == 'pytorch-boat'
+    fsla = model.backbone.layers[0].blocks[1].fsla                      # pytorch-boat: FSLA in the shifted blocks
     training_step(model, cfg.optim_wrapper, det_batch(model), [fsla.qkv.weight, fsla.lepe.weight])
 
 
@@ -382,13 +408,14 @@ def test_configs_name_the_intended_backbones():
     for name in ('mask-rcnn_boat-swin-b-p4-w7_fpn_ms-crop-3x_coco.py',
                  'upernet_boat-swin-s-p4-w7_4xb4-160k_ade20k-512x512.py', 'mask-rcnn_boat-cswin-s_fpn_1x_coco.py',
                  'upernet_boat-cswin-b_4xb4-160k_ade20k-512x512.py',
-                 'upernet_boat-swin-t-p4-w7_mini-ade20k.py', 'mask-rcnn_boat-cswin-t_fpn_mini-coco.py'):
+                 'upernet_boat-swin-t-p4-w7_mini-ade20k.py', 'mask-rcnn_boat-cswin-t_fpn_mini-coco.py',
+                 'mask-rcnn_boat-swin-t-p4-w7_fpn_mini-coco.py', 'upernet_boat-cswin-t_mini-ade20k.py'):
         cfg = Config.fromfile(os.path.join(REPO, 'configs', 'boat', name))
         backbone = cfg.model.backbone
         family = 'BOATCSWin' if 'cswin' in name else 'BOATSwin'
         size = {'-t': 'tiny', '-s': 'small', '-b': 'base'}[re.search(r'swin(-[tsb])', name).group(1)]
         assert backbone.type == f'vitdense.{family}' and backbone.arch == size, name
-        assert backbone.layout == ('paper' if 'mini' in name else 'pytorch-boat'), name
+        assert backbone.layout == 'pytorch-boat', name                  # as the README says: every config
         assert (backbone.init_cfg.checkpoint is None) == ('mini' in name), name
         channels = cfg.model.neck.in_channels if 'mask-rcnn' in name else cfg.model.decode_head.in_channels
         embed = {'BOATSwin': {'tiny': 96, 'small': 96, 'base': 128},

@@ -9,10 +9,14 @@ FSLA (:class:`FeatureSpaceLocalAttention`), for any H x W and any batch size (he
 :mod:`vitdense.models.layers`):
 
 * every (image, head) clusters its own queries (detached, no gradient) with K = round(log2(N / leaf_size))
-  levels of balanced binary clustering: per node two centroids, ``cluster_iters`` nearest-centroid
-  refinements in cosine similarity, then every token's ratio ``(1 + cos(t, c0)) / (1 + cos(t, c1))`` splits
-  the node into two equal halves (one sort, or an unordered top-k, per level for all images, heads and nodes
-  at once). ``cluster_dim`` optionally clusters a fixed random projection of the queries (cheaper).
+  levels of balanced binary clustering, each level for all images, heads and nodes at once. Per node two
+  centroids and every token's ratio ``r = s(t, c1) / s(t, c2)``, ``s = 1 + cos``; the tokens ranked by r
+  make two equal halves. 'paper' layout (the paper's balanced binary clustering,
+  :func:`~vitdense.models.layers.balanced_kmeans_split`): ``cluster_iters`` balanced k-means steps, every
+  assignment hard and balanced (first half of the ranking -> c1, second -> c2), each centroid the mean of
+  its half. 'pytorch-boat' layout (:func:`~vitdense.models.layers.split_ratio`): ``cluster_iters`` soft
+  nearest-centroid refinements, balanced only in the final split. ``cluster_dim`` optionally clusters a
+  fixed random projection of the queries (cheaper).
 * token counts that do not halve evenly: a node of n real tokens gives ceil(n/2) to its first child and
   floor(n/2) to its second (m = ceil(N / 2^K) per leaf, or m - 1). Inside the tree the difference is made of
   zero "padded slots" on a static layout, with ratio +inf (sorted last, never a seed or a centroid weight).
@@ -21,17 +25,21 @@ FSLA (:class:`FeatureSpaceLocalAttention`), for any H x W and any batch size (he
   result equals a clustering of the real tokens alone (tested against such a reference).
 * at the last level sibling clusters overlap: 2n shared tokens (n = ``overlap``, 20 in the paper; one or two
   more when a parent holds fewer than 2m). 'paper' layout: a shared token is a query in both clusters and
-  gets the mean of its two outputs. 'pytorch-boat' layout: every token is the query of its own half only
-  and just keys / values overlap (what the public code does).
+  gets the mean of its two outputs (the paper does not say how the two outputs combine: the mean is
+  vitdense's choice, see :func:`~vitdense.models.layers.balanced_cluster_layout`). 'pytorch-boat' layout:
+  every token is the query of its own half only and just keys / values overlap (what the public code does).
 * all leaves of all images and heads go through one ``scaled_dot_product_attention`` call, rows gathered
   straight from the fused qkv projection; a depthwise 3x3 conv on V over the spatial map (locally-enhanced
   positional encoding) is added before the output projection.
 
 Layouts (``layout=``):
 
-* ``'paper'`` (default): FSLA in every block, with drop path; order-independent centroid seeding (the token
-  least similar to the node's mean direction and its mirror image about it) and unit-vector means, so the
-  clustering is equivariant to a permutation of the tokens.
+* ``'paper'`` (default): FSLA in every block, with drop path; the paper's balanced iterations (above).
+  Where the paper is silent the choices are vitdense's: centroids seeded from the token least similar to
+  the node's mean direction and its mirror image about it (deterministic and independent of token order, so
+  the clustering is equivariant to a permutation of the tokens), s = 1 + cos (positive, so the ratio is
+  defined), shared tokens' two outputs averaged, and 2 iterations by default (``cluster_iters``, as many
+  refinements as pytorch-boat runs).
 * ``'pytorch-boat'``: the block placement and quirks of mahaoyuHKU/pytorch-boat, whose ImageNet weights are
   the only public ones. BOAT-Swin: FSLA (``attnC`` / ``norm4`` there) only in the shifted blocks of stages
   1-3 (at 224 the 7x7 stage has no shift, hence no FSLA), without drop path. BOAT-CSWin: FSLA
@@ -83,8 +91,11 @@ class FeatureSpaceLocalAttention(nn.Module):
         overlap: tokens each of two sibling clusters takes from the other at the last level (n in the paper).
         shared_queries: True: shared tokens are queries in both clusters, outputs averaged (paper);
             False: keys / values only (pytorch-boat).
-        cluster_iters / seeding: centroid refinements and seeding, see
-            :func:`vitdense.models.layers.split_ratio`.
+        cluster_iters / seeding: centroid updates and seeding, see
+            :func:`vitdense.models.layers.balanced_kmeans_split` / :func:`vitdense.models.layers.split_ratio`.
+        assignment: 'balanced' (the paper: hard, balanced assignments in every iteration) | 'soft'
+            (pytorch-boat: soft refinement, balanced final split), see
+            :func:`vitdense.models.layers.hierarchical_cluster_permutation`.
         cluster_dim: cluster on the queries projected to this many dims per head (a fixed random orthonormal
             projection folded into the query weights: cheaper, approximately the same cosines); None: the
             full head dim.
@@ -93,8 +104,8 @@ class FeatureSpaceLocalAttention(nn.Module):
 
     def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, qk_scale: Optional[float] = None,
                  leaf_size: int = 49, overlap: int = 20, shared_queries: bool = True, cluster_iters: int = 2,
-                 seeding: str = 'farthest', cluster_dim: Optional[int] = None, attn_drop: float = 0.0,
-                 proj_drop: float = 0.0):
+                 seeding: str = 'farthest', assignment: str = 'balanced', cluster_dim: Optional[int] = None,
+                 attn_drop: float = 0.0, proj_drop: float = 0.0):
         super().__init__()
         if dim % num_heads:
             raise ValueError(f'dim {dim} is not divisible by num_heads {num_heads}')
@@ -106,6 +117,9 @@ class FeatureSpaceLocalAttention(nn.Module):
         self.shared_queries = shared_queries
         self.cluster_iters = cluster_iters
         self.seeding = seeding
+        if assignment not in ('soft', 'balanced'):
+            raise ValueError(f"assignment must be 'soft' or 'balanced', got '{assignment}'")
+        self.assignment = assignment
         self.attn_drop = attn_drop
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.lepe = nn.Conv2d(dim, dim, kernel_size=3, padding=1, groups=dim)
@@ -143,7 +157,8 @@ class FeatureSpaceLocalAttention(nn.Module):
         build = balanced_cluster_layout.__wrapped__ if torch.compiler.is_compiling() else balanced_cluster_layout
         layout = build(N, levels, self.overlap, self.shared_queries, qkv.device)
         feats = self.cluster_features(x, qkv).float()
-        return hierarchical_cluster_permutation(feats, layout, self.cluster_iters, self.seeding), layout
+        perm = hierarchical_cluster_permutation(feats, layout, self.cluster_iters, self.seeding, self.assignment)
+        return perm, layout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, H, W, C = x.shape
@@ -166,9 +181,9 @@ def fsla_settings(layout: str, family: str) -> dict:
     """FSLA keyword arguments of a layout ('paper' | 'pytorch-boat') for a family ('swin' | 'cswin')."""
     _check_layout(layout)
     if layout == 'paper':
-        return dict(shared_queries=True, seeding='farthest')
-    settings = dict(shared_queries=False, seeding='halves', leaf_size=49, overlap=20, cluster_iters=2,
-                    cluster_dim=None)
+        return dict(shared_queries=True, seeding='farthest', assignment='balanced')
+    settings = dict(shared_queries=False, seeding='halves', assignment='soft', leaf_size=49, overlap=20,
+                    cluster_iters=2, cluster_dim=None)
     if family == 'cswin':
         settings['qk_scale'] = 1.0  # pytorch-boat passes qk_scale=qkv_bias (True)
     return settings
