@@ -3,7 +3,7 @@ import timm
 import torch
 import torch.nn.functional as F
 
-from tests.conftest import ODD_SIZES, expected_shapes, randomize, rel_err
+from tests.conftest import ODD_SIZES, config_backbone, expected_shapes, randomize, rel_err, saved_random_timm
 from vitdense.models.backbones import ConvNeXt
 
 
@@ -84,3 +84,19 @@ def test_arch_by_name_or_dict_and_unknown_names_in_one_line():
         ConvNeXt(arch='huge')
     assert str(info.value) == ("unknown ConvNeXt arch 'huge'; choose one of ['base', 'large', 'small', 'tiny', "
                                "'xlarge'] or pass a dict(depths=, dims=)")
+
+
+def test_in1k_config_backbone_through_init_cfg_equals_timm_at_224(tmp_path):
+    """The classifier config's backbone, a random timm convnext_tiny file loaded through its init_cfg: timm's
+    stage maps at 224 (through vitdense's fresh output norms)."""
+    ref = saved_random_timm('convnext_tiny', tmp_path / 'convnext_tiny.pth', seed=2)
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        expected = [F.layer_norm(b.permute(0, 2, 3, 1), b.shape[1:2], eps=1e-6).permute(0, 3, 1, 2)
+                    for b in ref.forward_intermediates(x, intermediates_only=True)]
+        (last,) = config_backbone('convnext/convnext-t_in1k.py', tmp_path / 'convnext_tiny.pth')(x)
+        every_stage = config_backbone('convnext/convnext-t_in1k.py', tmp_path / 'convnext_tiny.pth',
+                                      out_indices=(0, 1, 2, 3))(x)
+    assert last.shape == expected[3].shape == (2, 768, 7, 7) and rel_err(last, expected[3]) <= 1e-5
+    for a, b in zip(every_stage, expected):
+        assert a.shape == b.shape and rel_err(a, b) <= 1e-5

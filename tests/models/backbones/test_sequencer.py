@@ -7,7 +7,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from tests.conftest import REPO, build_model, det_batch, expected_shapes, randomize, rel_err, seg_batch, training_step
+from tests.conftest import (REPO, build_model, config_backbone, det_batch, expected_shapes, randomize, rel_err,
+                            saved_random_timm, seg_batch, training_step)
 from vitdense.models.backbones import Sequencer2D
 from vitdense.models.layers import resample_to_stride
 
@@ -298,3 +299,20 @@ def test_upernet_training_step_on_cpu():
     first_rnn = model.backbone.stages[0].blocks[0].rnn_tokens.rnn_v.weight_hh_l0
     training_step(model, cfg.optim_wrapper, seg_batch(model, (64, 64)), [first_rnn, model.backbone.to_stride4.weight])
 
+
+
+def test_in1k_config_backbone_through_init_cfg_is_timm_at_224(tmp_path):
+    """The classifier config's backbone, a random timm sequencer2d_s file loaded through its init_cfg: timm's
+    trunk maps at 224, and the pooled stride-16 level is timm's last map resampled 16 -> 14, layer-normed."""
+    ref = saved_random_timm('sequencer2d_s', tmp_path / 'sequencer2d_s.pth', seed=2)
+    ours = config_backbone('sequencer/sequencer2d-s_in1k.py', tmp_path / 'sequencer2d_s.pth')
+    assert ours.out_indices == (2,)
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        ref_maps = ref.forward_intermediates(x, intermediates_only=True, output_fmt='NHWC')
+        for a, b in zip(ours.forward_trunk(x), ref_maps):
+            assert a.shape == b.shape and rel_err(a, b) <= 1e-5
+        (level,) = ours(x)
+        last = ref_maps[3].permute(0, 3, 1, 2)
+        expected = layer_norm(F.interpolate(last, scale_factor=14 / 16, mode='bilinear', align_corners=False))
+    assert level.shape == expected.shape == (1, 384, 14, 14) and rel_err(level, expected) <= 1e-5
