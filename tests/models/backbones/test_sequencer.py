@@ -303,16 +303,23 @@ def test_upernet_training_step_on_cpu():
 
 def test_in1k_config_backbone_through_init_cfg_is_timm_at_224(tmp_path):
     """The classifier config's backbone, a random timm sequencer2d_s file loaded through its init_cfg: timm's
-    trunk maps at 224, and the pooled stride-16 level is timm's last map resampled 16 -> 14, layer-normed."""
+    stage maps at 224 (pyramid=False; through vitdense's fresh output norms), so its pooled last map is timm's
+    classifier's pooled feature (the pyramid's stride-16 level would pool a 14 x 14 resample of it)."""
     ref = saved_random_timm('sequencer2d_s', tmp_path / 'sequencer2d_s.pth', seed=2)
     ours = config_backbone('sequencer/sequencer2d-s_in1k.py', tmp_path / 'sequencer2d_s.pth')
-    assert ours.out_indices == (2,)
+    every_stage = config_backbone('sequencer/sequencer2d-s_in1k.py', tmp_path / 'sequencer2d_s.pth',
+                                  out_indices=(0, 1, 2, 3))
+    assert ours.out_indices == (3,) and not ours.pyramid and ours.num_features == [192, 384, 384, 384]
     x = torch.randn(1, 3, 224, 224)
     with torch.no_grad():
-        ref_maps = ref.forward_intermediates(x, intermediates_only=True, output_fmt='NHWC')
-        for a, b in zip(ours.forward_trunk(x), ref_maps):
-            assert a.shape == b.shape and rel_err(a, b) <= 1e-5
-        (level,) = ours(x)
-        last = ref_maps[3].permute(0, 3, 1, 2)
-        expected = layer_norm(F.interpolate(last, scale_factor=14 / 16, mode='bilinear', align_corners=False))
-    assert level.shape == expected.shape == (1, 384, 14, 14) and rel_err(level, expected) <= 1e-5
+        expected = [layer_norm(m) for m in ref.forward_intermediates(x, intermediates_only=True)]
+        (last,) = ours(x)
+        maps = every_stage(x)
+    assert last.shape == expected[3].shape == (1, 384, 16, 16) and rel_err(last, expected[3]) <= 1e-5
+    for a, b in zip(maps, expected):
+        assert a.shape == b.shape and rel_err(a, b) <= 1e-5
+
+
+def test_pyramid_must_be_a_bool():
+    with pytest.raises(ValueError, match=r'Sequencer2D: pyramid must be True .* or False .*got 0'):
+        Sequencer2D(arch=TINY, pyramid=0)
