@@ -405,12 +405,15 @@ def test_in1k_config_backbone_is_timm_swin_plus_restated_content_attention_at_22
     from types import SimpleNamespace
     from tests.conftest import config_backbone
     tiny = dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24))
-    sd = pytorch_boat_swin_state_dict(tiny, seed=2)
+    # float64 throughout: each split cuts a node at its median ratio, and two tokens there can lie closer than
+    # float32 resolves (about 4e-8 apart here), which two float32 implementations may order differently
+    sd = {k: v.double() if v.is_floating_point() else v for k, v in pytorch_boat_swin_state_dict(tiny, seed=2).items()}
     torch.save({'model': sd}, tmp_path / 'boat_swin_tiny.pth')
     ours = config_backbone('boat/boat-swin-t-p4-w7_in1k.py', tmp_path / 'boat_swin_tiny.pth', out_indices=(0, 1, 2, 3))
     assert ours.layout == 'pytorch-boat' and ours.always_shift is False
     ref = timm.create_model('swin_tiny_patch4_window7_224', num_classes=10).eval()
     ref.load_state_dict(randomize(ref.state_dict(), seed=2))  # the tensors pytorch_boat_swin_state_dict renamed
+    ours, ref = ours.double(), ref.double()
 
     def content_attention(prefix, heads):
         p = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
@@ -423,7 +426,7 @@ def test_in1k_config_backbone_is_timm_swin_plus_restated_content_attention_at_22
         return lambda x, H, W: pytorch_boat_content_attention(
             attn, F.layer_norm(x, (dim,), p['norm4.weight'], p['norm4.bias']), H, W)
 
-    x = torch.randn(1, 3, 224, 224)
+    x = torch.randn(1, 3, 224, 224, dtype=torch.float64)
     with torch.no_grad():
         y, expected = ref.patch_embed(x), []
         for i, stage in enumerate(ref.layers):

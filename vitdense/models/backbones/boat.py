@@ -142,7 +142,8 @@ class FeatureSpaceLocalAttention(nn.Module):
         # under torch.compile, trace the (pure) layout builder itself: dynamo ignores lru_cache and warns
         build = balanced_cluster_layout.__wrapped__ if torch.compiler.is_compiling() else balanced_cluster_layout
         layout = build(N, levels, self.overlap, self.shared_queries, qkv.device)
-        feats = self.cluster_features(x, qkv).float()
+        feats = self.cluster_features(x, qkv)
+        feats = feats.float() if feats.dtype in (torch.float16, torch.bfloat16) else feats  # float32 at least
         return hierarchical_cluster_permutation(feats, layout, self.cluster_iters, self.seeding), layout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
