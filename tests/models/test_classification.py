@@ -83,8 +83,12 @@ def test_swin_in1k_classifier_gives_timm_logits_for_the_same_weights(tmp_path):
     config's classification windows, timm's network: with the same weights the in1k config's classifier gives
     timm's logits at 224. The backbone's init_cfg loads the trunk from a timm file; timm's final norm and head,
     which a backbone checkpoint does not carry into vitdense, are copied in."""
-    from tests.conftest import rel_err, saved_random_timm
-    ref = saved_random_timm('swin_tiny_patch4_window7_224', tmp_path / 'swin_t.pth', seed=5)
+    import timm
+    from tests.conftest import rel_err
+    # timm's own (random) initialisation: unlike a uniformly shrunken random state dict, it keeps the attention
+    # branches large enough that the last stage's windows matter (always-shift windows: 1e-2 off here)
+    ref = timm.create_model('swin_tiny_patch4_window7_224').eval()
+    torch.save(ref.state_dict(), tmp_path / 'swin_t.pth')
     cfg = Config.fromfile(os.path.join(REPO, 'configs', 'swin', 'swin-t-p4-w7_in1k.py'))
     cfg.model.backbone.init_cfg = dict(type='Pretrained', checkpoint=str(tmp_path / 'swin_t.pth'))
     model = build(cfg)

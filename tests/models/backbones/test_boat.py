@@ -397,21 +397,22 @@ def test_configs_name_the_intended_backbones():
 
 
 def test_in1k_config_backbone_is_timm_swin_plus_restated_content_attention_at_224(tmp_path):
-    """The classifier config's BOAT-Swin-T, a random pytorch-boat file loaded through its init_cfg, against a
+    """The classifier config's BOAT-Swin, a random pytorch-boat file loaded through its init_cfg, against a
     composed reference at 224: timm's Swin-T blocks (classification windows: the 7x7 stage unshifted) with the
     restatement of pytorch-boat's ContentAttention (attnC / norm4, no drop path) between window attention and
     MLP in the shifted blocks of stages 0-2. (pytorch-boat's own model, built on the official Swin code, is not
     a dependency here; these two parts are what it computes.)"""
     from types import SimpleNamespace
     from tests.conftest import config_backbone
-    tiny = dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24))
     # float64 throughout: each split cuts a node at its median ratio, and two tokens there can lie closer than
     # float32 resolves (about 4e-8 apart here), which two float32 implementations may order differently
-    sd = {k: v.double() if v.is_floating_point() else v for k, v in pytorch_boat_swin_state_dict(tiny, seed=2).items()}
+    sd = {k: v.double() if v.is_floating_point() else v for k, v in pytorch_boat_swin_state_dict(SMALL_SWIN, seed=2).items()}
     torch.save({'model': sd}, tmp_path / 'boat_swin_tiny.pth')
-    ours = config_backbone('boat/boat-swin-t-p4-w7_in1k.py', tmp_path / 'boat_swin_tiny.pth', out_indices=(0, 1, 2, 3))
+    ours = config_backbone('boat/boat-swin-t-p4-w7_in1k.py', tmp_path / 'boat_swin_tiny.pth', arch=SMALL_SWIN,
+                           out_indices=(0, 1, 2, 3))  # the config's options, BOAT-Swin-T's layout at a smaller width
     assert ours.layout == 'pytorch-boat' and ours.always_shift is False
-    ref = timm.create_model('swin_tiny_patch4_window7_224', num_classes=10).eval()
+    ref = timm.create_model('swin_tiny_patch4_window7_224', num_classes=10, embed_dim=SMALL_SWIN['embed_dim'],
+                            depths=SMALL_SWIN['depths'], num_heads=SMALL_SWIN['num_heads']).eval()
     ref.load_state_dict(randomize(ref.state_dict(), seed=2))  # the tensors pytorch_boat_swin_state_dict renamed
     ours, ref = ours.double(), ref.double()
 
