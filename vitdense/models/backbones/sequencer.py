@@ -47,8 +47,9 @@ all at stride 14 (384 channels). FPN / UperNet want strides 4/8/16/32 (sizes cei
   checkpoint load reports them as missing. Grid cells past the (padded) trunk map take its edge value.
 
 Classification (``pyramid=False``, the ImageNet classifier config): no pyramid; output i is trunk stage i's
-map as timm computes it (strides 7/14/14/14, channels 192/384/384/384, the input not padded: the stem floors
-like timm's), through its output norm, so pooling the last one is timm's classifier's pooled feature. The
+map as timm computes it (``strides`` 7/14/14/14, channels 192/384/384/384; the input zero-padded to a multiple
+of 14 as for the pyramid, which at 224 pads nothing), through its output norm, so pooling the last one is
+timm's classifier's pooled feature. The
 pyramid's resampled stride-16 level would pool a different average (the 16 x 16 map at 224 resampled to
 14 x 14).
 
@@ -99,6 +100,8 @@ class Sequencer2D(DenseBackbone):
             raise ValueError(f'Sequencer2D: pyramid must be True (strides 4/8/16/32, dense prediction) or False '
                              f'(the trunk\'s stage maps, classification), got {pyramid!r}')
         self.pyramid = pyramid
+        if not pyramid:
+            self.strides = self.trunk_strides
         settings = {**self.default_dims, **self.resolve_arch(arch)}
         self.depths = tuple(settings['layers'])
         embed_dims, hidden_sizes = tuple(settings['embed_dims']), tuple(settings['hidden_sizes'])
@@ -172,7 +175,8 @@ class Sequencer2D(DenseBackbone):
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         self.check_input(x)
         if not self.pyramid:
-            maps = self.forward_trunk(x, num_stages=max(self.out_indices) + 1)
+            maps = self.forward_trunk(pad_nchw_to_multiple(x, self.trunk_strides[-1]),
+                                      num_stages=max(self.out_indices) + 1)
             return tuple(self.out_norms[i](maps[i].permute(0, 3, 1, 2)).contiguous() for i in self.out_indices)
         H, W = x.shape[-2:]
         wanted = set(self.out_indices)
