@@ -17,9 +17,10 @@ reads), or random ('none': scratch, seeded). Pixels are normalised with CONFIG's
     (and top-5 when there are more than 5 classes) are reported. Swin / BOAT-Swin run classification windows
     here (always_shift=False) whatever CONFIG's task: at --size 224 the probed last-stage map is exactly the
     one of the network a timm / official ImageNet checkpoint was trained as (then vitdense's fresh output
-    norm; the checkpoint's final norm, like its head, is not loaded into a backbone). Below 224 (the default 96 suits the 96 px mini crops)
-    some stage maps are smaller than a window, and no such network exists: the probes then compute timm's
-    Swin built for that size, with the checkpoint's relative-position biases read as they are.
+    norm; the checkpoint's final norm, like its head, is not loaded into a backbone). Below 224 (the default
+    96 suits the 96 px mini crops) some stage maps are smaller than a window, and no such network exists: the
+    probes then compute timm's Swin built for that size, with the checkpoint's relative-position biases read
+    as they are.
 (b) With --dense-config and --dense-iters N > 0, the backbone (with CHECKPOINT) replaces the dense config's
     backbone, the neck / decode heads take its channels, it is trained for N iterations and validated
     (COCO bbox / segm AP or mIoU).
