@@ -72,3 +72,27 @@ def training_step(model, optim_wrapper_cfg, data, watched):
     for p, b in zip(watched, before):
         assert not torch.equal(p, b)
     return total
+
+
+# ---- a classifier config's backbone, loaded through init_cfg ---------------------------------------------------
+def config_backbone(config, checkpoint=None, **overrides):
+    """The ``model.backbone`` of ``configs/CONFIG`` as the config builds it (eval mode), ``overrides`` applied,
+    its weights loaded through ``init_cfg=dict(type='Pretrained', checkpoint=checkpoint)`` when given."""
+    from mmengine.config import Config
+    from vitdense.registry import MODELS
+    bb = Config.fromfile(os.path.join(REPO, 'configs', config)).model.backbone.to_dict()
+    bb.update(overrides)
+    if checkpoint is not None:
+        bb['init_cfg'] = dict(type='Pretrained', checkpoint=str(checkpoint))
+    model = MODELS.build(bb)
+    model.init_weights()
+    return model.eval()
+
+
+def saved_random_timm(name, path, seed=0, **kwargs):
+    """timm model ``name`` (eval mode) holding a random state dict, that state dict saved to ``path``."""
+    import timm
+    ref = timm.create_model(name, **kwargs).eval()
+    ref.load_state_dict(randomize(ref.state_dict(), seed=seed))
+    torch.save(ref.state_dict(), path)
+    return ref

@@ -14,7 +14,13 @@ reads), or random ('none': scratch, seeded). Pixels are normalised with CONFIG's
     tools/make_coco_crops.py) is resized (short side --size) and centre-cropped, the frozen backbone's last
     output map is average-pooled, and two classifiers are fitted on the train features: a logistic-regression
     linear probe (L-BFGS, L2 --probe-wd) and a cosine k-NN (--knn-k). Val top-1, class-balanced accuracy
-    (and top-5 when there are more than 5 classes) are reported.
+    (and top-5 when there are more than 5 classes) are reported. Swin / BOAT-Swin run classification windows
+    here (always_shift=False) whatever CONFIG's task: at --size 224 the probed last-stage map is exactly the
+    one of the network a timm / official ImageNet checkpoint was trained as (then vitdense's fresh output
+    norm; the checkpoint's final norm, like its head, is not loaded into a backbone). Below 224 (the default
+    96 suits the 96 px mini crops) some stage maps are smaller than a window, and no such network exists: the
+    probes then compute timm's Swin built for that size, with the checkpoint's relative-position biases read
+    as they are.
 (b) With --dense-config and --dense-iters N > 0, the backbone (with CHECKPOINT) replaces the dense config's
     backbone, the neck / decode heads take its channels, it is trained for N iterations and validated
     (COCO bbox / segm AP or mIoU).
@@ -41,7 +47,9 @@ def parse_args(argv=None):
     parser.add_argument('--data', default='data/mini/coco_crops_mini',
                         help='classification folder with train/<class>/ and val/<class>/ '
                              '(default: data/mini/coco_crops_mini, made by tools/make_coco_crops.py)')
-    parser.add_argument('--size', type=int, default=96, help='input side in pixels for the probes (default 96)')
+    parser.add_argument('--size', type=int, default=96,
+                        help='input side in pixels for the probes (default 96; 224 probes a Swin ImageNet '
+                             'checkpoint as the exact network it was trained as)')
     parser.add_argument('--knn-k', type=int, default=5, help='neighbours for k-NN (default 5)')
     parser.add_argument('--probe-wd', type=float, default=1e-3, help='L2 penalty of the linear probe (1e-3)')
     parser.add_argument('--dense-config', help='detection / segmentation config for the short fine-tune (b)')

@@ -9,6 +9,8 @@ The pieces tools/transfer_eval.py puts together (each usable on its own):
   classes with fewer than ``min_per_class`` crops are dropped.
 * :func:`extract_features`: a backbone (any vitdense backbone, built from a config's ``model.backbone``
   with a checkpoint or from scratch) in eval mode; the global average of its last output map, per image.
+  Backbones with two window semantics run the classification one (:func:`probe_backbone_cfg`): at 224 px
+  a Swin probe computes exactly the network of a timm / official ImageNet checkpoint.
 * :func:`linear_probe`: multinomial logistic regression on standardised frozen features, full batch,
   L-BFGS, L2 penalty: deterministic, a second on CPU. :func:`knn_classify`: cosine k-NN with
   similarity-weighted votes (exp(s / 0.07), as in DINO's k-NN evaluation).
@@ -19,6 +21,7 @@ The pieces tools/transfer_eval.py puts together (each usable on its own):
 """
 import copy
 import csv
+import inspect
 import json
 import math
 import os
@@ -174,6 +177,31 @@ def build_backbone(bb: dict):
     return model
 
 
+def probe_backbone_cfg(bb: dict) -> dict:
+    """``bb`` as the frozen-feature probes build it: a backbone with both window semantics (``always_shift``:
+    Swin, BOAT-Swin) gets the classification one (False), the network ImageNet checkpoints were trained as."""
+    import vitdense.models  # noqa: F401  (registers the backbones)
+    from vitdense.registry import MODELS
+    cls = MODELS.get(bb.get('type', ''))
+    if cls is not None and 'always_shift' in inspect.signature(cls.__init__).parameters:
+        return {**bb, 'always_shift': False}
+    return dict(bb)
+
+
+def probe_backbone(bb: dict, checkpoint: Optional[str], seed: int = 0):
+    """(backbone, load notes): the frozen backbone the probes run, :func:`probe_backbone_cfg` of ``bb``, loaded
+    from ``checkpoint`` or seeded scratch weights (the same on every run)."""
+    torch.manual_seed(seed)
+    backbone = build_backbone({**probe_backbone_cfg(bb), 'init_cfg': None})
+    notes = []
+    if checkpoint:
+        from vitdense.checkpoint import load_pretrained
+        report = load_pretrained(backbone, checkpoint, logger='silent')
+        notes = [f'loaded {len(report.loaded)}, dropped {len(report.dropped)}, missing {len(report.missing)}']
+        notes += report.notes
+    return backbone, notes
+
+
 def normalisation(cfg) -> Tuple[Tuple[float, ...], Tuple[float, ...], bool]:
     """(mean, std, rgb) of a config's data preprocessor; ImageNet's and RGB when it names none."""
     dp = cfg.model.get('data_preprocessor') or {}
@@ -280,7 +308,10 @@ def output_channels(backbone, size: int = 64) -> List[int]:
 def dense_backbone_cfg(bb: dict, dense_bb: dict) -> dict:
     """The candidate backbone ``bb`` as the dense config wants it. Same type as the dense config's backbone:
     the dense config's ``out_indices`` and any option it sets that ``bb`` leaves out (e.g. ``norm_eval``);
-    another type: ``bb`` with its default ``out_indices`` (the stride 4 / 8 / 16 / 32 pyramid)."""
+    another type: ``bb`` with its default ``out_indices`` (the stride 4 / 8 / 16 / 32 pyramid). The window
+    semantics (``always_shift``) are the dense task's either way: the dense config's, else the backbone's
+    default (mmdet's), also when ``bb`` comes from a classification config."""
+    bb = {k: v for k, v in bb.items() if k != 'always_shift'}
     if bb.get('type') == dense_bb.get('type'):
         merged = {**{k: v for k, v in dense_bb.items() if k not in bb}, **bb}
         if 'out_indices' in dense_bb:
@@ -377,14 +408,7 @@ def evaluate(candidates: Sequence[Candidate], data_root: str, size: int = 96, kn
         bar.set_postfix_str(cand.name[:48])
         cfg = load_model_config(cand.config)
         bb = backbone_cfg(cfg, cand.checkpoint)
-        torch.manual_seed(seed)  # the same scratch weights on every run
-        backbone = build_backbone({**bb, 'init_cfg': None})
-        notes = []
-        if cand.checkpoint:
-            from vitdense.checkpoint import load_pretrained
-            report = load_pretrained(backbone, cand.checkpoint, logger='silent')
-            notes = [f'loaded {len(report.loaded)}, dropped {len(report.dropped)}, missing {len(report.missing)}']
-            notes += report.notes
+        backbone, notes = probe_backbone(bb, cand.checkpoint, seed)
         mean, std, rgb = normalisation(cfg)
         feats_t = extract_features(backbone, train_images, mean, std, rgb, batch_size, bar)
         feats_v = extract_features(backbone, val_images, mean, std, rgb, batch_size, bar)

@@ -76,3 +76,28 @@ def test_mini_classification_trains_evaluates_and_tests_from_imagenet_weights(tm
     cfg.load_from = str(tmp_path / 'train' / 'iter_4.pth')
     metrics = Runner.from_cfg(cfg).test()
     assert metrics['accuracy/top1'] == pytest.approx(val_top1)
+
+
+def test_swin_in1k_classifier_gives_timm_logits_for_the_same_weights(tmp_path):
+    """Swin's classifier has timm's layout (last stage -> LayerNorm -> average pool -> linear) and, with the
+    config's classification windows, timm's network: with the same weights the in1k config's classifier gives
+    timm's logits at 224. The backbone's init_cfg loads the trunk from a timm file; timm's final norm and head,
+    which a backbone checkpoint does not carry into vitdense, are copied in."""
+    import timm
+    from tests.conftest import rel_err
+    # timm's own (random) initialisation: unlike a uniformly shrunken random state dict, it keeps the attention
+    # branches large enough that the last stage's windows matter (always-shift windows: 1e-2 off here)
+    ref = timm.create_model('swin_tiny_patch4_window7_224').eval()
+    torch.save(ref.state_dict(), tmp_path / 'swin_t.pth')
+    cfg = Config.fromfile(os.path.join(REPO, 'configs', 'swin', 'swin-t-p4-w7_in1k.py'))
+    cfg.model.backbone.init_cfg = dict(type='Pretrained', checkpoint=str(tmp_path / 'swin_t.pth'))
+    model = build(cfg)
+    model.init_weights()
+    model.eval()
+    model.backbone.out_norms[3].load_state_dict(ref.norm.state_dict())
+    model.head.fc.load_state_dict(ref.head.fc.state_dict())
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        logits = model(x, mode='tensor')
+        want = ref(x)
+    assert logits.shape == want.shape == (2, 1000) and rel_err(logits, want) <= 1e-5

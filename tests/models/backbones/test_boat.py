@@ -421,3 +421,53 @@ def test_configs_name_the_intended_backbones():
         embed = {'BOATSwin': {'tiny': 96, 'small': 96, 'base': 128},
                  'BOATCSWin': {'tiny': 64, 'small': 64, 'base': 96}}[family][size]
         assert list(channels) == [embed * 2 ** i for i in range(4)], name
+
+
+def test_in1k_config_backbone_is_timm_swin_plus_restated_content_attention_at_224(tmp_path):
+    """The classifier config's BOAT-Swin, a random pytorch-boat file loaded through its init_cfg, against a
+    composed reference at 224: timm's Swin-T blocks (classification windows: the 7x7 stage unshifted) with the
+    restatement of pytorch-boat's ContentAttention (attnC / norm4, no drop path) between window attention and
+    MLP in the shifted blocks of stages 0-2. (pytorch-boat's own model, built on the official Swin code, is not
+    a dependency here; these two parts are what it computes.)"""
+    from types import SimpleNamespace
+    from tests.conftest import config_backbone
+    # float64 throughout: each split cuts a node at its median ratio, and two tokens there can lie closer than
+    # float32 resolves (a few 1e-8 apart at Swin-T width), which two float32 implementations may order differently
+    sd = {k: v.double() if v.is_floating_point() else v
+          for k, v in pytorch_boat_swin_state_dict(SMALL_SWIN, seed=2).items()}
+    torch.save({'model': sd}, tmp_path / 'boat_swin_tiny.pth')
+    ours = config_backbone('boat/boat-swin-t-p4-w7_in1k.py', tmp_path / 'boat_swin_tiny.pth', arch=SMALL_SWIN,
+                           out_indices=(0, 1, 2, 3))  # the config's options, BOAT-Swin-T's layout at a smaller width
+    assert ours.layout == 'pytorch-boat' and ours.always_shift is False
+    ref = timm.create_model('swin_tiny_patch4_window7_224', num_classes=10, embed_dim=SMALL_SWIN['embed_dim'],
+                            depths=SMALL_SWIN['depths'], num_heads=SMALL_SWIN['num_heads']).eval()
+    ref.load_state_dict(randomize(ref.state_dict(), seed=2))  # the tensors pytorch_boat_swin_state_dict renamed
+    ours, ref = ours.double(), ref.double()
+
+    def content_attention(prefix, heads):
+        p = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+        dim = p['attnC.proj.weight'].shape[0]
+        attn = SimpleNamespace(
+            num_heads=heads, scale=(dim // heads) ** -0.5,
+            qkv=lambda t: F.linear(t, p['attnC.qkv.weight'], p['attnC.qkv.bias']),
+            proj=lambda t: F.linear(t, p['attnC.proj.weight'], p['attnC.proj.bias']),
+            lepe=lambda t: F.conv2d(t, p['attnC.get_v.weight'], p['attnC.get_v.bias'], padding=1, groups=dim))
+        return lambda x, H, W: pytorch_boat_content_attention(
+            attn, F.layer_norm(x, (dim,), p['norm4.weight'], p['norm4.bias']), H, W)
+
+    x = torch.randn(1, 3, 224, 224, dtype=torch.float64)
+    with torch.no_grad():
+        y, expected = ref.patch_embed(x), []
+        for i, stage in enumerate(ref.layers):
+            y = stage.downsample(y)
+            B, H, W, C = y.shape
+            for j, block in enumerate(stage.blocks):
+                y = y + block._attn(block.norm1(y))
+                if i < 3 and j % 2 == 1:
+                    fsla = content_attention(f'layers.{i}.blocks.{j}.', stage.blocks[0].attn.num_heads)
+                    y = y + fsla(y.reshape(B, H * W, C), H, W).reshape(B, H, W, C)
+                y = y + block.mlp(block.norm2(y))
+            expected.append(F.layer_norm(y, (C,)).permute(0, 3, 1, 2))
+        outs = ours(x)
+    for a, b in zip(outs, expected):
+        assert a.shape == b.shape and rel_err(a, b) <= 1e-5

@@ -3,7 +3,7 @@ import timm
 import torch
 import torch.nn.functional as F
 
-from tests.conftest import ODD_SIZES, expected_shapes, randomize, rel_err
+from tests.conftest import ODD_SIZES, config_backbone, expected_shapes, randomize, rel_err, saved_random_timm
 from vitdense.models.backbones import ConvNeXt
 
 
@@ -84,3 +84,22 @@ def test_arch_by_name_or_dict_and_unknown_names_in_one_line():
         ConvNeXt(arch='huge')
     assert str(info.value) == ("unknown ConvNeXt arch 'huge'; choose one of ['base', 'large', 'small', 'tiny', "
                                "'xlarge'] or pass a dict(depths=, dims=)")
+
+
+def test_in1k_config_backbone_through_init_cfg_equals_timm_at_224(tmp_path):
+    """The classifier config's backbone, a random timm convnext_tiny file loaded through its init_cfg: timm's
+    stage maps at 224, and its output is the last one through vitdense's fresh output norm."""
+    ref = saved_random_timm('convnext_tiny', tmp_path / 'convnext_tiny.pth', seed=2)
+    ours = config_backbone('convnext/convnext-t_in1k.py', tmp_path / 'convnext_tiny.pth')
+    assert ours.out_indices == (3,)
+    stage_maps = []
+    for stage in ours.stages:  # each stage's map, before the output norm
+        stage.blocks.register_forward_hook(lambda module, args, out: stage_maps.append(out))
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        expected = ref.forward_intermediates(x, intermediates_only=True)
+        (last,) = ours(x)
+    want = F.layer_norm(expected[3].permute(0, 2, 3, 1), (768,), eps=1e-6).permute(0, 3, 1, 2)
+    assert last.shape == want.shape == (1, 768, 7, 7) and rel_err(last, want) <= 1e-5
+    for a, b in zip(stage_maps, expected):
+        assert a.shape == b.shape and rel_err(a, b) <= 1e-5

@@ -7,7 +7,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from tests.conftest import REPO, build_model, det_batch, expected_shapes, randomize, rel_err, seg_batch, training_step
+from tests.conftest import (REPO, build_model, config_backbone, det_batch, expected_shapes, randomize, rel_err,
+                            saved_random_timm, seg_batch, training_step)
 from vitdense.models.backbones import Sequencer2D
 from vitdense.models.layers import resample_to_stride
 
@@ -298,3 +299,27 @@ def test_upernet_training_step_on_cpu():
     first_rnn = model.backbone.stages[0].blocks[0].rnn_tokens.rnn_v.weight_hh_l0
     training_step(model, cfg.optim_wrapper, seg_batch(model, (64, 64)), [first_rnn, model.backbone.to_stride4.weight])
 
+
+
+def test_in1k_config_backbone_through_init_cfg_is_timm_at_224(tmp_path):
+    """The classifier config's backbone, a random timm sequencer2d_s file loaded through its init_cfg: timm's
+    stage maps at 224 (pyramid=False; through vitdense's fresh output norms), so its pooled last map is timm's
+    classifier's pooled feature (the pyramid's stride-16 level would pool a 14 x 14 resample of it)."""
+    ref = saved_random_timm('sequencer2d_s', tmp_path / 'sequencer2d_s.pth', seed=2)
+    ours = config_backbone('sequencer/sequencer2d-s_in1k.py', tmp_path / 'sequencer2d_s.pth')
+    every_stage = config_backbone('sequencer/sequencer2d-s_in1k.py', tmp_path / 'sequencer2d_s.pth',
+                                  out_indices=(0, 1, 2, 3))
+    assert ours.out_indices == (3,) and not ours.pyramid and ours.num_features == [192, 384, 384, 384]
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        expected = [layer_norm(m) for m in ref.forward_intermediates(x, intermediates_only=True)]
+        (last,) = ours(x)
+        maps = every_stage(x)
+    assert last.shape == expected[3].shape == (1, 384, 16, 16) and rel_err(last, expected[3]) <= 1e-5
+    for a, b in zip(maps, expected):
+        assert a.shape == b.shape and rel_err(a, b) <= 1e-5
+
+
+def test_pyramid_must_be_a_bool():
+    with pytest.raises(ValueError, match=r'Sequencer2D: pyramid must be True .* or False .*got 0'):
+        Sequencer2D(arch=TINY, pyramid=0)

@@ -1,10 +1,14 @@
+import os
+
 import pytest
 import timm
 import torch
 import torch.nn.functional as F
 
-from tests.conftest import ODD_SIZES, expected_shapes, randomize, rel_err
+from tests.conftest import ODD_SIZES, REPO, config_backbone, expected_shapes, randomize, rel_err, saved_random_timm
 from vitdense.models.backbones import SwinTransformer
+
+SMALL = dict(embed_dim=32, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8))  # Swin's layout, a fraction of the CPU
 
 
 def timm_stage_outputs(model, x):
@@ -129,3 +133,110 @@ def test_input_too_small_is_one_clear_line():
         SwinTransformer()(torch.randn(1, 4, 64, 64))
     with pytest.raises(ValueError, match=r"unknown SwinTransformer arch 'huge'"):
         SwinTransformer(arch='huge')
+
+
+# ---- classification windows (always_shift=False) vs timm; the configs that choose each --------------------------
+@pytest.fixture(scope='module')
+def timm_swin_t_file(tmp_path_factory):
+    """(timm Swin-T at 224 with random weights, the path of its state dict saved as timm writes it)."""
+    path = tmp_path_factory.mktemp('swin') / 'swin_tiny_patch4_window7_224.pth'
+    return saved_random_timm('swin_tiny_patch4_window7_224', path, seed=3), path
+
+
+def test_in1k_config_backbone_equals_timm_forward_intermediates_at_224(timm_swin_t_file):
+    ref, path = timm_swin_t_file
+    ours = config_backbone('swin/swin-t-p4-w7_in1k.py', path)
+    assert ours.always_shift is False and ours.out_indices == (3,)
+    stage_maps = []
+    for stage in ours.layers:
+        stage.register_forward_hook(lambda module, args, out: stage_maps.append(out.permute(0, 3, 1, 2)))
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        expected = ref.forward_intermediates(x, intermediates_only=True)
+        (last,) = ours(x)
+    assert last.shape == expected[3].shape == (1, 768, 7, 7)
+    assert rel_err(last, F.layer_norm(expected[3].permute(0, 2, 3, 1), (768,)).permute(0, 3, 1, 2)) <= 1e-5
+    for a, b in zip(stage_maps, expected):  # every stage, before the output norm
+        assert a.shape == b.shape and rel_err(a, b) <= 1e-5
+
+
+def test_classification_configs_use_classification_windows_and_dense_configs_do_not():
+    from mmengine.config import Config
+    for name, always_shift in [('swin-t-p4-w7_mini-coco-crops.py', False),
+                               ('mask-rcnn_swin-t-p4-w7_fpn_mini-coco.py', True),
+                               ('upernet_swin-t-p4-w7_mini-ade20k.py', True)]:
+        backbone = Config.fromfile(os.path.join(REPO, 'configs', 'swin', name)).model.backbone
+        assert backbone.get('always_shift', True) is always_shift, name
+
+
+def test_detection_config_backbone_equals_mmdet_at_224(timm_swin_t_file):
+    """The same timm file through the detection config's init_cfg and through mmdet's converter into mmdet's
+    SwinTransformer: the always-shift windows of the detection recipe."""
+    mmdet_swin = pytest.importorskip('mmdet.models.backbones.swin')
+    _, path = timm_swin_t_file
+    ours = config_backbone('swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py', path, drop_path_rate=0.0)
+    assert ours.always_shift is True
+    sd = torch.load(path)
+    official = {}  # mmdet's converter reads the official release layout: merging at the end of stage i
+    for k, v in sd.items():
+        for i in (1, 2, 3):
+            k = k.replace(f'layers.{i}.downsample', f'layers.{i - 1}.downsample')
+        official[k.replace('head.fc.', 'head.')] = v
+    ref = mmdet_swin.SwinTransformer(embed_dims=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24], window_size=7,
+                                     drop_path_rate=0.0, convert_weights=False)
+    ref.load_state_dict({k[len('backbone.'):]: v for k, v in mmdet_swin.swin_converter(official).items()},
+                        strict=False)
+    ref.eval()
+    for i in range(4):
+        getattr(ref, f'norm{i}').load_state_dict(ours.out_norms[i].state_dict())
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        for a, b in zip(ours(x), ref(x)):
+            assert a.shape == b.shape
+            assert rel_err(a, b) <= 1e-5
+
+
+@pytest.mark.parametrize('hw,windows', [((96, 96), [(7, 7), (7, 7), (6, 6), (3, 3)]),
+                                        ((224, 288), [(7, 7)] * 4)])
+def test_classification_windows_are_timm_built_for_the_input_size(hw, windows):
+    """Other sizes: timm built for 96 px shrinks the window to the 6x6 / 3x3 maps and drops the shift; at
+    224 x 288 the 7x9 last stage shifts along W only; maps that are not a multiple of 7 (24, 72) are shifted,
+    then padded. always_shift=False does the same, reading a shrunken window's relative-position biases from
+    the 7x7 table (given here to timm as those entries, cropped)."""
+    ref = timm.create_model('swin_tiny_patch4_window7_224', img_size=hw, num_classes=0, **SMALL).eval()
+    assert [s.blocks[1].window_size for s in ref.layers] == windows
+    ours = SwinTransformer(arch=SMALL, always_shift=False, drop_path_rate=0.0).eval()
+    sd = {k: v for k, v in randomize(ours.state_dict(), seed=4).items() if not k.startswith('out_norms.')}
+    ours.load_state_dict(sd, strict=False)  # fresh output norms: weight 1, bias 0
+    theirs = {}
+    for k, v in sd.items():
+        if k.endswith('relative_position_bias_table'):
+            wh, ww = ref.get_submodule(k[:-len('.relative_position_bias_table')]).window_size
+            v = v.view(13, 13, -1)[7 - wh:6 + wh, 7 - ww:6 + ww].reshape(-1, v.shape[-1])
+        theirs[k] = v
+    assert set(ref.load_state_dict(theirs, strict=False).missing_keys) == {'norm.weight', 'norm.bias'}
+    x = torch.randn(1, 3, *hw)
+    with torch.no_grad():
+        for a, b in zip(ours(x), ref.forward_intermediates(x, intermediates_only=True)):
+            assert a.shape == b.shape
+            assert rel_err(a, F.layer_norm(b.permute(0, 2, 3, 1), b.shape[1:2]).permute(0, 3, 1, 2)) <= 1e-5
+
+
+def test_classification_and_detection_windows_differ_only_where_a_map_fits_one_window():
+    """At 224 only the 7x7 last stage differs (5 % relative with vitdense's own initialisation); at 448 x 672
+    every map is larger than the window and a multiple of it, and the two semantics give the same features."""
+    dense = SwinTransformer(arch=SMALL, drop_path_rate=0.0).eval()
+    cls = SwinTransformer(arch=SMALL, always_shift=False, drop_path_rate=0.0).eval()
+    cls.load_state_dict(dense.state_dict())
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        at_224 = [rel_err(a, b) for a, b in zip(cls(x), dense(x))]
+    assert max(at_224[:3]) <= 1e-6 and at_224[3] > 1e-2
+    x = torch.randn(1, 3, 448, 672)
+    with torch.no_grad():
+        assert all(rel_err(a, b) <= 1e-6 for a, b in zip(cls(x), dense(x)))
+
+
+def test_always_shift_must_be_a_bool():
+    with pytest.raises(ValueError, match=r'SwinTransformer: always_shift must be True .* or False .*got \'no\''):
+        SwinTransformer(always_shift='no')

@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from timm.layers import resample_abs_pos_embed
 
-from tests.conftest import (REPO, ODD_SIZES, build_model, det_batch, expected_shapes, randomize, rel_err,
-                            training_step)
+from tests.conftest import (REPO, ODD_SIZES, build_model, config_backbone, det_batch, expected_shapes, randomize,
+                            rel_err, saved_random_timm, training_step)
 from vitdense.checkpoint import CheckpointError, convert_state_dict, load_pretrained
 from vitdense.models.backbones import VisionTransformer
 
@@ -281,3 +281,17 @@ def test_mask_rcnn_training_step_on_cpu():
     blocks = model.backbone.blocks
     training_step(model, cfg.optim_wrapper, det_batch(model, (100, 132)),
                   [blocks[2].attn.qkv.weight, blocks[0].attn.rel_pos_h, blocks[3].attn.rel_pos_w])
+
+
+def test_in1k_config_backbone_through_init_cfg_equals_timm_at_224(tmp_path):
+    """The classifier config's backbone, a random timm vit_small_patch16_224 file loaded through its init_cfg:
+    timm's last block token map at 224 (class token dropped; vitdense's fresh output norm)."""
+    ref = saved_random_timm('vit_small_patch16_224', tmp_path / 'vit_s.pth', seed=2)
+    ours = config_backbone('vit/vit-s-p16_in1k.py', tmp_path / 'vit_s.pth')
+    assert ours.out_indices == (2,) and ours.num_prefix_tokens == 1
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        want = ref.forward_intermediates(x, intermediates_only=True)[-1]
+        (level,) = ours(x)
+    want = F.layer_norm(want.permute(0, 2, 3, 1), want.shape[1:2], eps=1e-6).permute(0, 3, 1, 2)
+    assert level.shape == want.shape == (2, 384, 14, 14) and rel_err(level, want) <= 1e-5

@@ -11,8 +11,8 @@ from timm.models.resnetv2 import ResNetV2
 from timm.models.vision_transformer import VisionTransformer as TimmVisionTransformer
 from timm.models.vision_transformer_hybrid import checkpoint_filter_fn
 
-from tests.conftest import (REPO, ODD_SIZES, build_model, det_batch, expected_shapes, randomize, rel_err,
-                            seg_batch, training_step)
+from tests.conftest import (REPO, ODD_SIZES, build_model, config_backbone, det_batch, expected_shapes, randomize,
+                            rel_err, saved_random_timm, seg_batch, training_step)
 from vitdense.checkpoint import CheckpointError, load_pretrained
 from vitdense.models.backbones import HybridVisionTransformer
 
@@ -318,3 +318,17 @@ def test_upernet_training_step_on_cpu():
     model = build_model(cfg)
     watched = [model.backbone.pos_embed, model.backbone.patch_embed.backbone.stages[0].blocks[0].conv1.weight]
     training_step(model, cfg.optim_wrapper, seg_batch(model, (80, 112)), watched)
+
+
+def test_in1k_config_backbone_through_init_cfg_equals_timm_at_224(tmp_path):
+    """The classifier config's backbone, a random timm vit_small_r26_s32_224 file loaded through its init_cfg:
+    timm's last block token map at 224 (stride 32, class token dropped; vitdense's fresh output norm)."""
+    ref = saved_random_timm('vit_small_r26_s32_224', tmp_path / 'r26_s32.pth', seed=2)
+    ours = config_backbone('vit_hybrid/vit-s-r26-s32_in1k.py', tmp_path / 'r26_s32.pth')
+    assert ours.out_indices == (3,)
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        want = ref.forward_intermediates(x, intermediates_only=True)[-1]
+        (level,) = ours(x)
+    want = F.layer_norm(want.permute(0, 2, 3, 1), want.shape[1:2], eps=1e-6).permute(0, 3, 1, 2)
+    assert level.shape == want.shape == (1, 384, 7, 7) and rel_err(level, want) <= 1e-5

@@ -72,7 +72,7 @@ from ..layers import (balanced_cluster_layout, cluster_levels, clustered_attenti
                       hierarchical_cluster_permutation, pad_to_multiple, window_padding_mask,
                       window_partition, window_reverse)
 from .base import DenseBackbone, stochastic_depth
-from .swin import SwinBlock, SwinStage, SwinTransformer
+from .swin import SwinBlock, SwinStage, SwinTransformer, check_always_shift
 
 LAYOUTS = ('paper', 'pytorch-boat')
 
@@ -156,7 +156,8 @@ class FeatureSpaceLocalAttention(nn.Module):
         # under torch.compile, trace the (pure) layout builder itself: dynamo ignores lru_cache and warns
         build = balanced_cluster_layout.__wrapped__ if torch.compiler.is_compiling() else balanced_cluster_layout
         layout = build(N, levels, self.overlap, self.shared_queries, qkv.device)
-        feats = self.cluster_features(x, qkv).float()
+        feats = self.cluster_features(x, qkv)
+        feats = feats.float() if feats.dtype in (torch.float16, torch.bfloat16) else feats  # float32 at least
         perm = hierarchical_cluster_permutation(feats, layout, self.cluster_iters, self.seeding, self.assignment)
         return perm, layout
 
@@ -195,8 +196,9 @@ def fsla_settings(layout: str, family: str) -> dict:
 class BOATSwinBlock(SwinBlock):
     """Swin block + FSLA between the window attention and the MLP (``fsla=None``: a plain Swin block).
 
-    ``always_shift=False`` skips the shift when the whole map fits in one window, as classification Swin
-    (and pytorch-boat) do at 224; the dense default keeps mmdet's always-shift behaviour.
+    ``always_shift`` as in :class:`SwinBlock`: False gives classification Swin's windows (no shift and the
+    window shrunk to the map where the map fits in one window), as pytorch-boat has at 224; the dense
+    default keeps mmdet's always-shift behaviour.
     """
 
     def __init__(self, dim: int, num_heads: int, window_size: int = 7, shifted: bool = False,
@@ -204,8 +206,7 @@ class BOATSwinBlock(SwinBlock):
                  fsla: Optional[dict] = None, fsla_on: str = 'all', fsla_drop_path: bool = True,
                  always_shift: bool = True):
         super().__init__(dim, num_heads, window_size=window_size, shifted=shifted, mlp_ratio=mlp_ratio,
-                         qkv_bias=qkv_bias, drop_path=drop_path, norm_layer=norm_layer)
-        self.always_shift = always_shift
+                         qkv_bias=qkv_bias, drop_path=drop_path, norm_layer=norm_layer, always_shift=always_shift)
         with_fsla = fsla is not None and (fsla_on == 'all' or (fsla_on == 'shifted' and shifted))
         if with_fsla:
             self.norm_fsla = norm_layer(dim)
@@ -213,14 +214,6 @@ class BOATSwinBlock(SwinBlock):
             self.drop_path_fsla = DropPath(drop_path) if drop_path > 0 and fsla_drop_path else nn.Identity()
         else:
             self.fsla = None
-
-    def window_attention(self, x: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
-        H, W = x.shape[1:3]
-        if self.shifted and not self.always_shift and H <= self.window_size[0] and W <= self.window_size[1]:
-            xp = pad_to_multiple(x, self.window_size)
-            out = self.attn(window_partition(xp, self.window_size), None)
-            return window_reverse(out, self.window_size, xp.shape[1], xp.shape[2])[:, :H, :W]
-        return super().window_attention(x, mask)
 
     def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         x = x + self.drop_path1(self.window_attention(self.norm1(x), mask))
@@ -238,7 +231,8 @@ class BOATSwin(SwinTransformer):
         layout: 'paper' | 'pytorch-boat' (FSLA placement, scaling and clustering of the public weights).
         leaf_size / overlap / cluster_iters / cluster_dim: FSLA clustering, see
             :class:`FeatureSpaceLocalAttention` ('pytorch-boat' fixes them to 49 / 20 / 2 / None).
-        always_shift: False reproduces classification Swin at 224 (no shift when the map fits a window).
+        always_shift: False reproduces classification Swin (no shift, window shrunk to the map, where the map
+            fits in one window: the 7 x 7 last stage at 224), see :class:`SwinTransformer`.
         Others: see :class:`SwinTransformer` / :class:`DenseBackbone`.
     """
     arch_settings = {k: v for k, v in SwinTransformer.arch_settings.items() if k != 'large'}
@@ -250,6 +244,8 @@ class BOATSwin(SwinTransformer):
                  always_shift: bool = True, out_indices=(0, 1, 2, 3), frozen_stages: int = -1,
                  with_cp: bool = False, init_cfg=None):
         DenseBackbone.__init__(self, out_indices, frozen_stages, in_channels, init_cfg)
+        check_always_shift(type(self).__name__, always_shift)
+        self.always_shift = always_shift
         settings = self.resolve_arch(arch)
         embed_dim, depths, num_heads = settings['embed_dim'], settings['depths'], settings['num_heads']
         self.layout = layout

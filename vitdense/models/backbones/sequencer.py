@@ -46,6 +46,13 @@ all at stride 14 (384 channels). FPN / UperNet want strides 4/8/16/32 (sizes cei
   (``out_norms``). Output channels: 192, 192, 384, 384. The resampling layers and output norms are new: a
   checkpoint load reports them as missing. Grid cells past the (padded) trunk map take its edge value.
 
+Classification (``pyramid=False``, the ImageNet classifier config): no pyramid; output i is trunk stage i's
+map as timm computes it (``strides`` 7/14/14/14, channels 192/384/384/384; the input zero-padded to a multiple
+of 14 as for the pyramid, which at 224 pads nothing), through its output norm, so pooling the last one is
+timm's classifier's pooled feature. The
+pyramid's resampled stride-16 level would pool a different average (the 16 x 16 map at 224 resampled to
+14 x 14).
+
 ``frozen_stages`` freezes the stem and trunk stages 1..k only; the pyramid layers and output norms always
 train (they are not pretrained, and a frozen fresh layer would fix its init forever).
 """
@@ -71,6 +78,8 @@ class Sequencer2D(DenseBackbone):
         arch: 's' | 'm' | 'l' (or 'small' | 'medium' | 'large'), or dict(layers=, embed_dims=, hidden_sizes=)
             for other widths/depths (patch sizes stay 7/2/1/1).
         drop_path_rate: stochastic depth, linear over all blocks.
+        pyramid: True (default): levels at strides 4/8/16/32 resampled from the trunk (dense prediction);
+            False: the trunk's own stage maps (classification, timm's computation), see the module docstring.
         out_indices / frozen_stages / with_cp / init_cfg: see :class:`DenseBackbone` and the module docstring.
     """
     arch_settings = {
@@ -84,8 +93,15 @@ class Sequencer2D(DenseBackbone):
     trunk_strides = (7, 14, 14, 14)
 
     def __init__(self, arch='s', in_channels: int = 3, mlp_ratio: float = 3.0, drop_path_rate: float = 0.1,
-                 out_indices=(0, 1, 2, 3), frozen_stages: int = -1, with_cp: bool = False, init_cfg=None):
+                 pyramid: bool = True, out_indices=(0, 1, 2, 3), frozen_stages: int = -1, with_cp: bool = False,
+                 init_cfg=None):
         super().__init__(out_indices, frozen_stages, in_channels, init_cfg)
+        if not isinstance(pyramid, bool):
+            raise ValueError(f'Sequencer2D: pyramid must be True (strides 4/8/16/32, dense prediction) or False '
+                             f'(the trunk\'s stage maps, classification), got {pyramid!r}')
+        self.pyramid = pyramid
+        if not pyramid:
+            self.strides = self.trunk_strides
         settings = {**self.default_dims, **self.resolve_arch(arch)}
         self.depths = tuple(settings['layers'])
         embed_dims, hidden_sizes = tuple(settings['embed_dims']), tuple(settings['hidden_sizes'])
@@ -101,9 +117,9 @@ class Sequencer2D(DenseBackbone):
                 block.drop_path = DropPath(rate) if rate > 0 else nn.Identity()
 
         fine, coarse = embed_dims[0], embed_dims[-1]
-        self.num_features = [fine, fine, coarse, coarse]
-        self.to_stride4 = nn.ConvTranspose2d(fine, fine, 2, stride=2) if 0 in self.out_indices else None
-        self.to_stride32 = nn.Conv2d(coarse, coarse, 2, stride=2) if 3 in self.out_indices else None
+        self.num_features = [fine, fine, coarse, coarse] if pyramid else list(embed_dims)
+        self.to_stride4 = nn.ConvTranspose2d(fine, fine, 2, stride=2) if pyramid and 0 in self.out_indices else None
+        self.to_stride32 = nn.Conv2d(coarse, coarse, 2, stride=2) if pyramid and 3 in self.out_indices else None
         self.out_norms = self.build_out_norms(partial(LayerNorm2d, eps=1e-6), self.num_features)
         self._init_pyramid()
         self.with_cp = with_cp
@@ -158,6 +174,10 @@ class Sequencer2D(DenseBackbone):
     # ---- pyramid -------------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         self.check_input(x)
+        if not self.pyramid:
+            maps = self.forward_trunk(pad_nchw_to_multiple(x, self.trunk_strides[-1]),
+                                      num_stages=max(self.out_indices) + 1)
+            return tuple(self.out_norms[i](maps[i].permute(0, 3, 1, 2)).contiguous() for i in self.out_indices)
         H, W = x.shape[-2:]
         wanted = set(self.out_indices)
         size = {s: (-(-H // s), -(-W // s)) for s in self.strides}

@@ -4,11 +4,25 @@ Parameter names follow timm's ``SwinTransformer`` (``patch_embed``, ``layers.i.d
 stage i, ``layers.i.blocks.j.{norm1,attn,norm2,mlp}``), so timm state dicts load as they are; the official
 microsoft/Swin-Transformer and mmdet layouts are remapped by :mod:`vitdense.checkpoint.swin`.
 
-Window attention follows the detection recipe (official Swin-Det / mmdet), not timm's classification
-shortcut: every block zero-pads its map to a multiple of the window, shifted blocks always shift by half a
-window (also when the map is not larger than the window), and the shift mask is built for the padded map,
-so any input H x W works and the features equal mmdet's for the same weights.
+Two window semantics, chosen by ``always_shift``. They differ in a stage whose map is not larger than the
+window along H or W (e.g. the 7 x 7 last stage of Swin-T at 224 x 224) and in the order of padding and shift
+on a map that is not a multiple of the window; they coincide where every map is larger than the window and a
+multiple of it (e.g. 448 x 448):
+
+* ``always_shift=True`` (default; detection / segmentation, official Swin-Det / mmdet): every block zero-pads
+  its map to a multiple of the window, shifted blocks always shift by half a window, and the shift mask is
+  built for the padded map; the features equal mmdet's ``SwinTransformer`` for the same weights.
+* ``always_shift=False`` (classification, timm / official Swin classifiers): along a dimension where the map
+  fits in one window, the window shrinks to the map and shifted blocks do not shift; a map that is not a
+  multiple of the window is shifted first and padded after, as timm does; the features equal timm's
+  ``SwinTransformer`` built for that input size. When the window shrinks, vitdense reads the bias of each
+  relative offset from the full window's table as it is (a choice of vitdense's; timm and the official code
+  build a smaller table, resampled from the checkpoint's when it is loaded); at 224 x 224 no window shrinks
+  and no map is padded.
+
+Either way any input H x W works.
 """
+from functools import partial
 from typing import List, Optional, Sequence, Tuple
 
 import torch
@@ -23,6 +37,22 @@ from vitdense.registry import MODELS
 from ..layers import (init_transformer_weights, pad_to_multiple, shifted_window_mask,
                       window_partition, window_reverse)
 from .base import DenseBackbone, stochastic_depth
+
+
+def cropped_relative_position_index(window: Tuple[int, int], full_window: Tuple[int, int],
+                                    device=None) -> torch.Tensor:
+    """(N, N) indices into a ``full_window`` relative-position table for the token pairs of a smaller
+    ``window`` (N = wh * ww): the same offsets, looked up in the larger table."""
+    coords = torch.stack(torch.meshgrid(torch.arange(window[0], device=device),
+                                        torch.arange(window[1], device=device), indexing='ij')).flatten(1)
+    rel = coords[:, :, None] - coords[:, None, :]                              # 2, N, N
+    return (rel[0] + full_window[0] - 1) * (2 * full_window[1] - 1) + rel[1] + full_window[1] - 1
+
+
+def check_always_shift(owner: str, always_shift) -> None:
+    if not isinstance(always_shift, bool):
+        raise ValueError(f'{owner}: always_shift must be True (detection / segmentation: mmdet\'s windows) or '
+                         f'False (classification: timm\'s windows), got {always_shift!r}')
 
 
 class WindowAttention(nn.Module):
@@ -43,16 +73,24 @@ class WindowAttention(nn.Module):
         self.proj_drop = nn.Dropout(proj_drop)
         trunc_normal_(self.relative_position_bias_table, std=0.02)
 
-    def relative_position_bias(self) -> torch.Tensor:
-        N = self.window_size[0] * self.window_size[1]
-        bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
+    def relative_position_bias(self, window: Optional[Tuple[int, int]] = None) -> torch.Tensor:
+        """(heads, N, N) bias of a window of ``window`` tokens (default: the full window); a smaller window
+        reads its offsets from the full window's table."""
+        if window is None or tuple(window) == tuple(self.window_size):
+            index = self.relative_position_index
+        else:
+            index = cropped_relative_position_index(window, self.window_size, self.relative_position_index.device)
+        N = index.shape[0]
+        bias = self.relative_position_bias_table[index.view(-1)]
         return bias.view(N, N, -1).permute(2, 0, 1)  # heads, N, N
 
-    def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """x: (B * nW, N, C); mask: (nW, N, N) additive or None."""
+    def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None,
+                window: Optional[Tuple[int, int]] = None) -> torch.Tensor:
+        """x: (B * nW, N, C) for windows of ``window`` tokens (default: the full window); mask: (nW, N, N)
+        additive or None."""
         BW, N, C = x.shape
         q, k, v = self.qkv(x).view(BW, N, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
-        bias = self.relative_position_bias().unsqueeze(0)  # 1, heads, N, N
+        bias = self.relative_position_bias(window).unsqueeze(0)  # 1, heads, N, N
         if mask is not None:
             nW = mask.shape[0]
             bias = (bias.unsqueeze(0) + mask[None, :, None]).expand(BW // nW, -1, -1, -1, -1)
@@ -63,14 +101,19 @@ class WindowAttention(nn.Module):
 
 
 class SwinBlock(nn.Module):
-    """(Shifted-)window attention block on an NHWC map of any size."""
+    """(Shifted-)window attention block on an NHWC map of any size.
+
+    ``always_shift``: True keeps the window and the shift on every map (mmdet); False shrinks the window to
+    the map and drops the shift along a dimension where the map fits in one window (timm), see the module doc.
+    """
 
     def __init__(self, dim: int, num_heads: int, window_size: int = 7, shifted: bool = False,
                  mlp_ratio: float = 4.0, qkv_bias: bool = True, drop_path: float = 0.0,
-                 norm_layer=nn.LayerNorm):
+                 norm_layer=nn.LayerNorm, always_shift: bool = True):
         super().__init__()
         self.window_size = to_2tuple(window_size)
         self.shift_size = tuple(w // 2 for w in self.window_size) if shifted else (0, 0)
+        self.always_shift = always_shift
         self.norm1 = norm_layer(dim)
         self.attn = WindowAttention(dim, num_heads, self.window_size, qkv_bias=qkv_bias)
         self.drop_path1 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
@@ -82,24 +125,43 @@ class SwinBlock(nn.Module):
     def shifted(self) -> bool:
         return any(self.shift_size)
 
+    def window_and_shift(self, H: int, W: int) -> Tuple[Tuple[int, int], Tuple[int, int]]:
+        """The window and shift this block uses on an H x W map."""
+        if self.always_shift:
+            return self.window_size, self.shift_size
+        window = tuple(min(r, w) for r, w in zip((H, W), self.window_size))
+        shift = tuple(0 if r <= w else s for r, w, s in zip((H, W), window, self.shift_size))
+        return window, shift
+
     def window_attention(self, x: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
         B, H, W, C = x.shape
-        x = pad_to_multiple(x, self.window_size)
+        window, shift = self.window_and_shift(H, W)
+        # mmdet pads the map, then shifts the padded map; timm shifts the map, then pads it (the same when
+        # the map is a multiple of the window)
+        shift_padded = any(shift) and self.always_shift
+        shift_unpadded = any(shift) and not self.always_shift
+        if shift_unpadded:
+            x = torch.roll(x, shifts=(-shift[0], -shift[1]), dims=(1, 2))
+        x = pad_to_multiple(x, window)
         Hp, Wp = x.shape[1:3]
-        if self.shifted:
-            x = torch.roll(x, shifts=(-self.shift_size[0], -self.shift_size[1]), dims=(1, 2))
-        x = self.attn(window_partition(x, self.window_size), mask if self.shifted else None)
-        x = window_reverse(x, self.window_size, Hp, Wp)
-        if self.shifted:
-            x = torch.roll(x, shifts=self.shift_size, dims=(1, 2))
-        return x[:, :H, :W]
+        if shift_padded:
+            x = torch.roll(x, shifts=(-shift[0], -shift[1]), dims=(1, 2))
+        x = self.attn(window_partition(x, window), mask if any(shift) else None, window)
+        x = window_reverse(x, window, Hp, Wp)
+        if shift_padded:
+            x = torch.roll(x, shifts=shift, dims=(1, 2))
+        x = x[:, :H, :W]
+        if shift_unpadded:
+            x = torch.roll(x, shifts=shift, dims=(1, 2))
+        return x
 
     def attention_mask(self, H: int, W: int, x: torch.Tensor) -> Optional[torch.Tensor]:
-        if not self.shifted:
+        window, shift = self.window_and_shift(H, W)
+        if not any(shift):
             return None
-        Hp = -(-H // self.window_size[0]) * self.window_size[0]
-        Wp = -(-W // self.window_size[1]) * self.window_size[1]
-        return shifted_window_mask(Hp, Wp, self.window_size, self.shift_size, device=x.device, dtype=x.dtype)
+        Hp = -(-H // window[0]) * window[0]
+        Wp = -(-W // window[1]) * window[1]
+        return shifted_window_mask(Hp, Wp, window, shift, device=x.device, dtype=x.dtype)
 
     def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         x = x + self.drop_path1(self.window_attention(self.norm1(x), mask))
@@ -140,6 +202,9 @@ class SwinTransformer(DenseBackbone):
     Args:
         arch: 'tiny' | 'small' | 'base' | 'large' (or a dict with embed_dim, depths, num_heads).
         window_size: attention window; checkpoints made for another window are interpolated at load.
+        always_shift: True (default): mmdet's detection windows (always pad to the window and shift by half
+            of it); False: timm's classification windows (no shift, window shrunk to the map, along a
+            dimension where the map fits in one window: the 7 x 7 last stage at 224). See the module doc.
         drop_path_rate: stochastic depth, linear over all blocks.
         out_indices / frozen_stages / with_cp / init_cfg: see :class:`DenseBackbone`.
     """
@@ -153,9 +218,11 @@ class SwinTransformer(DenseBackbone):
 
     def __init__(self, arch='tiny', in_channels: int = 3, patch_size: int = 4, window_size: int = 7,
                  mlp_ratio: float = 4.0, qkv_bias: bool = True, drop_path_rate: float = 0.1,
-                 out_indices=(0, 1, 2, 3), frozen_stages: int = -1, with_cp: bool = False,
-                 init_cfg=None, **block_kwargs):
+                 always_shift: bool = True, out_indices=(0, 1, 2, 3), frozen_stages: int = -1,
+                 with_cp: bool = False, init_cfg=None):
         super().__init__(out_indices, frozen_stages, in_channels, init_cfg)
+        check_always_shift(type(self).__name__, always_shift)
+        self.always_shift = always_shift
         settings = self.resolve_arch(arch)
         embed_dim, depths, num_heads = settings['embed_dim'], settings['depths'], settings['num_heads']
         self.depths = tuple(depths)
@@ -168,8 +235,8 @@ class SwinTransformer(DenseBackbone):
         dpr = stochastic_depth(drop_path_rate, depths)
         self.layers = nn.ModuleList([
             SwinStage(dims[max(i - 1, 0)], dims[i], depths[i], num_heads[i], window_size, downsample=i > 0,
-                      drop_path=dpr[i], mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, block_cls=self.block_cls,
-                      with_cp=with_cp, **block_kwargs)
+                      drop_path=dpr[i], mlp_ratio=mlp_ratio, qkv_bias=qkv_bias,
+                      block_cls=partial(self.block_cls, always_shift=always_shift), with_cp=with_cp)
             for i in range(self.num_stages)])
         self.out_norms = self.build_out_norms(nn.LayerNorm, dims)
         self.apply(init_transformer_weights)
