@@ -30,7 +30,7 @@ import runpy
 import sys
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
@@ -350,7 +350,8 @@ def main(argv=None):
     if args.train_iters < 1:
         raise UserError(f'--train-iters must be >= 1, got {args.train_iters}')
     device = require_cuda(args.device)
-    torch.cuda.set_device(device)
+    if device.index is not None:  # 'cuda' alone: the current device
+        torch.cuda.set_device(device)
     rows = []
     if 'backbones' not in args.skip:
         rows += guarded('backbones', 'backbone checks', lambda: check_backbones(device))
