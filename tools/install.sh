@@ -20,6 +20,7 @@
 #   VITDENSE_BUILD_ONLY=1  only build (or find) the mmcv wheel in the cache and print its path; installs nothing
 #   MAX_JOBS         parallel compile jobs (default: all cores)
 set -euo pipefail
+shopt -s inherit_errexit  # a failed build inside $(...) stops the script too
 
 TORCH_VERSION=2.14.1
 TORCHVISION_VERSION=0.29.1
