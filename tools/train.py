@@ -37,6 +37,8 @@ def parse_args():
 def main():
     args = parse_args()
     cfg = load_config(args.config, args.cfg_options, args.work_dir)
+    from vitdense.engine.device import check_mmcv_ops_for_device
+    check_mmcv_ops_for_device()  # a model on CUDA needs mmcv's CUDA kernels
     cfg.launcher = args.launcher
     check_data(cfg, loaders=('train_dataloader', 'val_dataloader'))
     check_images_when_evaluating(cfg)  # evaluation reads images as training does

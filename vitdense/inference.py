@@ -13,6 +13,7 @@ weights=CKPT)`` work with vitdense configs as they are: the configs carry ``defa
   classes, which breaks drawing for a 150-class ADE20K model;
 * image files read by :class:`vitdense.LoadImage`, as in training (a 16-bit file whose data would read nearly
   black as 8 bits stops with one line naming it, instead of a silently dark prediction);
+* a model to run on CUDA with mmcv ops built without CUDA stops with one line naming the install command;
 * ``score_thr``: a display threshold below the detector's own ``test_cfg`` ``score_thr`` (0.05) also lowers
   the latter, so low-confidence boxes (e.g. of a barely trained model) reach the picture.
 """
@@ -23,6 +24,7 @@ from mmengine.config import Config
 
 from vitdense.apis import UserError, load_config
 from vitdense.datasets import check_inferencer_images
+from vitdense.engine.device import check_mmcv_ops_for_device
 
 INFERENCERS = {'mmdet': ('mmdet.apis', 'DetInferencer'), 'mmseg': ('mmseg.apis', 'MMSegInferencer')}
 
@@ -73,6 +75,7 @@ def build_inferencer(config: str, weights: Optional[str], device: Optional[str] 
                      cfg_options: Optional[dict] = None, score_thr: Optional[float] = None):
     """mmdet's DetInferencer or mmseg's MMSegInferencer for a vitdense config, by its ``default_scope``."""
     cfg = load_config(config, cfg_options)
+    check_mmcv_ops_for_device(device)  # before the checkpoint is read and the model built there
     if cfg.default_scope not in INFERENCERS:
         raise UserError(f"{config}: no inferencer for scope '{cfg.default_scope}' "
                         f'(supported: {sorted(INFERENCERS)})')
