@@ -30,6 +30,31 @@ def _seed():
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True, scope='session')
+def _read_package_model_index_once():
+    """mmengine re-reads every metafile of a package's model index (some 300 YAML files) each time a config
+    names an ``mmdet::`` / ``mmseg::`` base, about a second per config load; the index does not change during a
+    session, so each (package, config) answer is kept, the ValueError for a base config included."""
+    import copy
+    from mmengine.config import utils
+    original, answers = utils._get_cfg_metainfo, {}
+
+    def answer_once(package_path, cfg_path):
+        key = (package_path, cfg_path)
+        if key not in answers:
+            try:
+                answers[key] = original(package_path, cfg_path)
+            except ValueError as err:
+                answers[key] = err
+        if isinstance(answers[key], ValueError):
+            raise answers[key]
+        return copy.deepcopy(answers[key])
+
+    utils._get_cfg_metainfo = answer_once
+    yield
+    utils._get_cfg_metainfo = original
+
+
 # ---- one training step of a detector / segmentor from a config ---------------------------------------------
 def build_model(cfg):
     """The config's model, built in its default scope's registry (mmdet / mmseg / mmpretrain)."""
