@@ -1,7 +1,7 @@
 # Cascade Mask R-CNN heads as the official Swin and ConvNeXt detection configs set them up: mmdet's
 # cascade-mask-rcnn_r50_fpn (three stages trained at IoU 0.5 / 0.6 / 0.7, 2000 training proposals, smooth-L1
-# RPN loss, anchors crossing the border ignored) with "4conv1fc" box heads: four 3x3 convs with BatchNorm + one fc, class-specific regression of
-# decoded boxes with a GIoU loss (weight 10).
+# RPN loss, anchors crossing the border ignored) with "4conv1fc" box heads: four 3x3 convs with BatchNorm + one
+# fc, class-specific regression of decoded boxes with a GIoU loss (weight 10).
 #
 # A leaf puts it on its family's Mask R-CNN config, which already holds the backbone, data, schedule and
 # optimizer:
