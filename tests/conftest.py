@@ -10,6 +10,11 @@ sys.path.insert(0, REPO)
 ODD_SIZES = [(32, 32), (50, 68), (97, 131), (224, 320)]
 
 
+def pytest_configure(config):
+    config.addinivalue_line('markers', 'e2e: the one end-to-end training + evaluation run kept per head family '
+                                       'when slow tests are deselected')
+
+
 def randomize(state_dict, seed=0, scale=0.05):
     """A random state dict with the same keys/shapes: what parity tests load into both implementations."""
     g = torch.Generator().manual_seed(seed)
