@@ -3,7 +3,6 @@
 Convention under test: one multiply-add = one FLOP (the papers' / fvcore's), so a matmul of (m, k) @ (k, n)
 counts m * k * n, and attention over N tokens of head size d counts 2 * B * heads * N^2 * d (q @ k^T, attn @ v).
 """
-import math
 import os
 
 import pytest
