@@ -10,6 +10,11 @@ sys.path.insert(0, REPO)
 ODD_SIZES = [(32, 32), (50, 68), (97, 131), (224, 320)]
 
 
+def pytest_configure(config):
+    config.addinivalue_line('markers', 'e2e: the one end-to-end training + evaluation run kept per head family '
+                                       'when slow tests are deselected')
+
+
 def randomize(state_dict, seed=0, scale=0.05):
     """A random state dict with the same keys/shapes: what parity tests load into both implementations."""
     g = torch.Generator().manual_seed(seed)
@@ -28,6 +33,31 @@ def expected_shapes(h, w, channels):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True, scope='session')
+def _read_package_model_index_once():
+    """mmengine re-reads every metafile of a package's model index (some 300 YAML files) each time a config
+    names an ``mmdet::`` / ``mmseg::`` base, about a second per config load; the index does not change during a
+    session, so each (package, config) answer is kept, the ValueError for a base config included."""
+    import copy
+    from mmengine.config import utils
+    original, answers = utils._get_cfg_metainfo, {}
+
+    def answer_once(package_path, cfg_path):
+        key = (package_path, cfg_path)
+        if key not in answers:
+            try:
+                answers[key] = original(package_path, cfg_path)
+            except ValueError as err:
+                answers[key] = err
+        if isinstance(answers[key], ValueError):
+            raise answers[key]
+        return copy.deepcopy(answers[key])
+
+    utils._get_cfg_metainfo = answer_once
+    yield
+    utils._get_cfg_metainfo = original
 
 
 # ---- one training step of a detector / segmentor from a config ---------------------------------------------

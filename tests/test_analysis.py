@@ -123,7 +123,8 @@ def test_meta_count_equals_real_cpu_count():
 
 @pytest.mark.parametrize('name', [
     'swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py', 'convnext/mask-rcnn_convnext-t-p4-w7_fpn_ms-crop-3x_coco.py',
-    'swin/upernet_swin-t-p4-w7_4xb4-160k_ade20k-512x512.py', 'convnext/upernet_convnext-t_4xb4-160k_ade20k-512x512.py'])
+    'swin/upernet_swin-t-p4-w7_4xb4-160k_ade20k-512x512.py', 'convnext/upernet_convnext-t_4xb4-160k_ade20k-512x512.py',
+    'convnext/cascade-mask-rcnn_convnext-t-p4-w7_fpn_ms-crop-3x_coco.py'])
 def test_params_within_2_percent_of_published(name):
     result = analysis.complexity(config(name), flops=False)
     published = analysis.published_for(name)
@@ -131,9 +132,11 @@ def test_params_within_2_percent_of_published(name):
 
 
 @pytest.mark.parametrize('name', ['swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py',
+                                  'swin/cascade-mask-rcnn_swin-t-p4-w7_fpn_ms-crop-3x_coco.py',
                                   'convnext/upernet_convnext-t_4xb4-160k_ade20k-512x512.py'])
 def test_full_model_flops_within_2_percent_of_published(name):
-    """Mask R-CNN Swin-T 267 G at 1280x800, UperNet ConvNeXt-T 939 G at 512x2048, counted on meta."""
+    """Mask R-CNN Swin-T 267 G and Cascade Mask R-CNN Swin-T 745 G at 1280x800, UperNet ConvNeXt-T 939 G at
+    512x2048, counted on meta."""
     cfg = config(name)
     result = analysis.complexity(cfg)
     published = analysis.published_for(name)
@@ -152,6 +155,21 @@ def test_detector_patches_are_restored():
         assert 'predict' in model.rpn_head.__dict__
     assert 'predict' not in model.rpn_head.__dict__
     assert all('forward' not in m.__dict__ for m in model.modules())
+
+
+def test_cascade_mask_heads_counted_on_100_rois():
+    """The published Cascade FLOPs' convention: each stage's box head on every proposal, its mask head on 100."""
+    cfg = config('swin/cascade-mask-rcnn_swin-t-p4-w7_fpn_mini-coco.py')
+    table = dict(analysis.complexity(cfg, shape=(64, 96), depth=3).by_module)
+    box_per_roi = 4 * 256 * 256 * 9 * 7 * 7 + 256 * 7 * 7 * 1024 + 1024 * (81 + 4 * 80)  # 4 convs, fc, cls + reg
+    mask_per_roi = 4 * 256 * 256 * 9 * 14 * 14 + 256 * 256 * 4 * 14 * 14 + 256 * 80 * 28 * 28  # convs, deconv, logits
+    for stage in range(3):
+        assert table[f'CascadeRCNN.roi_head.bbox_head.{stage}'] == 1000 * box_per_roi
+        assert table[f'CascadeRCNN.roi_head.mask_head.{stage}'] == 100 * mask_per_roi
+    model = analysis.build_model(cfg, weights_on_meta=True)
+    with analysis.detector_counting_patches(model):
+        assert 'forward' in model.roi_head.__dict__
+    assert 'forward' not in model.roi_head.__dict__
 
 
 def test_meta_failure_falls_back_to_cpu(monkeypatch):

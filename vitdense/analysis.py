@@ -22,7 +22,8 @@ UperNet at 512x2048 is counted in a few seconds on a CPU. Code that needs real v
 level mapping) is handled for two-stage detectors by :func:`detector_counting_patches`: the RPN returns a
 fixed ``test_cfg.rpn.max_per_img`` proposals per image (the most the RoI head ever sees, so the count is
 deterministic) and the RoI extractors return zeros of their output shape (bilinear sampling: no
-multiply-adds). A model that still fails on ``meta`` is counted again with real CPU tensors.
+multiply-adds); a Cascade RoI head counts its mask heads on 100 RoIs, like Mask R-CNN's
+(:func:`_cascade_counting_forward`). A model that still fails on ``meta`` is counted again with real CPU tensors.
 
 Detectors are counted like mmdet's ``get_flops``: ``model._forward`` (backbone, neck, RPN head, RoI heads
 on the proposals); segmentors like mmseg's: ``model._forward`` (backbone and decode head, whole image; the
@@ -70,6 +71,13 @@ PUBLISHED: Dict[str, Published] = {
     'mask-rcnn_swin-t-p4-w7_fpn_ms-crop-3x_coco': Published(48, 267, _SWIN),
     'mask-rcnn_swin-s-p4-w7_fpn_ms-crop-3x_coco': Published(69, 359, _SWIN),
     'mask-rcnn_convnext-t-p4-w7_fpn_ms-crop-3x_coco': Published(48, 262, _CONVNEXT),
+    'cascade-mask-rcnn_swin-t-p4-w7_fpn_1x_coco': Published(86, 745, _SWIN),
+    'cascade-mask-rcnn_swin-t-p4-w7_fpn_ms-crop-3x_coco': Published(86, 745, _SWIN),
+    'cascade-mask-rcnn_swin-s-p4-w7_fpn_ms-crop-3x_coco': Published(107, 838, _SWIN),
+    'cascade-mask-rcnn_swin-b-p4-w7_fpn_ms-crop-3x_coco': Published(145, 982, _SWIN),
+    'cascade-mask-rcnn_convnext-t-p4-w7_fpn_ms-crop-3x_coco': Published(86, 741, _CONVNEXT),
+    'cascade-mask-rcnn_convnext-s-p4-w7_fpn_ms-crop-3x_coco': Published(108, 827, _CONVNEXT),
+    'cascade-mask-rcnn_convnext-b-p4-w7_fpn_ms-crop-3x_coco': Published(146, 964, _CONVNEXT),
     'upernet_swin-t-p4-w7_4xb4-160k_ade20k-512x512': Published(60, 945, _SWIN),
     'upernet_swin-s-p4-w7_4xb4-160k_ade20k-512x512': Published(81, 1038, _SWIN),
     'upernet_swin-b-p4-w7_4xb4-160k_ade20k-512x512': Published(121, 1188, _SWIN),
@@ -311,6 +319,26 @@ def _fixed_boxes(num: int, shape: Tuple[int, int], device, dtype) -> torch.Tenso
     return torch.cat([xy, xy + wh], dim=1).to(device=device, dtype=dtype)
 
 
+def _cascade_counting_forward(roi_head: nn.Module) -> Callable:
+    """A Cascade RoI head's ``forward`` as its published FLOPs were counted (mmdet 2's ``forward_dummy``): every
+    stage's box head on all proposals, every stage's mask head on the first 100, the cap mmdet's Mask R-CNN
+    ``forward`` applies too. mmdet 3's ``forward`` runs the three mask heads on all 1000 proposals, which would
+    add about 1.4 TFLOPs that inference never spends (masks are predicted for the final 100 detections)."""
+    from mmdet.structures.bbox import bbox2roi
+
+    def forward(x, rpn_results_list, batch_data_samples):
+        rois = bbox2roi([r.bboxes for r in rpn_results_list])
+        outs = ()
+        for stage in range(roi_head.num_stages):
+            boxes = roi_head._bbox_forward(stage, x, rois)
+            outs += (boxes['cls_score'], boxes['bbox_pred'])
+        if roi_head.with_mask:
+            outs += tuple(roi_head._mask_forward(stage, x, rois[:100])['mask_preds']
+                          for stage in range(roi_head.num_stages))
+        return outs
+    return forward
+
+
 @contextlib.contextmanager
 def detector_counting_patches(model: nn.Module):
     """For two-stage detectors: fixed proposals from the RPN, shape-only RoI feature extraction (see above).
@@ -331,6 +359,9 @@ def detector_counting_patches(model: nn.Module):
 
         restore.append((rpn, 'predict'))
         rpn.predict = fixed_proposals
+        if hasattr(roi, 'num_stages') and hasattr(roi, '_refine_roi'):  # Cascade R-CNN
+            restore.append((roi, 'forward'))
+            roi.forward = _cascade_counting_forward(roi)
     from mmdet.models.roi_heads.roi_extractors import SingleRoIExtractor
     for module in model.modules():
         if isinstance(module, SingleRoIExtractor):

@@ -1,0 +1,7 @@
+# Faster R-CNN + FPN on ConvNeXt-T; the ImageNet checkpoint as for Mask R-CNN (mask-rcnn_convnext-t_fpn.py).
+_base_ = './faster-rcnn_fpn.py'
+pretrained = 'checkpoints/convnext_tiny_1k_224.pth'
+model = dict(
+    backbone=dict(type='vitdense.ConvNeXt', arch='tiny', drop_path_rate=0.4, out_indices=(0, 1, 2, 3),
+                  init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
+    neck=dict(in_channels=[96, 192, 384, 768]))
