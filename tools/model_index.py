@@ -2,6 +2,7 @@
 
     python tools/model_index.py            # every config, mini ones included (a few minutes: FLOPs are counted)
     python tools/model_index.py --from-table docs/model_zoo.md   # reuse that table's numbers, count the rest
+    python tools/model_index.py --keep-counted                   # after adding a config: count only new ones
     vitdense model-index
 
 Each entry: the config, task, head, backbone, training data, input size, params and FLOPs counted by
@@ -150,18 +151,43 @@ def rows_from_table(path: str) -> dict:
     return rows
 
 
+def rows_from_index(root: str = REPO) -> dict:
+    """``{config path: row}`` from the model index already written under ``root`` (none if there is none)."""
+    import yaml
+    from vitdense.analysis import published_for
+    index = os.path.join(root, 'model-index.yml')
+    if not os.path.isfile(index):
+        return {}
+    tasks = {tuple(v): k for k, v in TASKS.items()}
+    rows = {}
+    for metafile in yaml.safe_load(open(index))['Import']:
+        for model in yaml.safe_load(open(os.path.join(root, metafile)))['Models']:
+            meta = model['Metadata']
+            config = os.path.abspath(os.path.join(root, model['Config']))
+            height, width = (int(v) for v in meta['Input Size'].split('x'))
+            rows[config] = dict(name=model['Name'], path=config, task=tasks[tuple(meta['Task'])], model=meta['Model'],
+                                backbone=meta['Backbone'], shape=(height, width), params_m=meta['Parameters (M)'],
+                                gflops=meta.get('FLOPs (G)'), published=published_for(config))
+    return rows
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--params-only', action='store_true', help='no FLOPs (faster; the FLOPs fields are left out)')
     parser.add_argument('--from-table', metavar='MD',
                         help='take params / FLOPs of the configs this model-zoo table lists (tools/model_zoo.py '
                              '--out MD) from it, count only the others')
+    parser.add_argument('--keep-counted', action='store_true',
+                        help='keep the numbers of the configs the current model index already lists, count only '
+                             'new configs (after adding a config; recount all when a model changed)')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar on stderr')
     args = parser.parse_args(argv)
     from model_zoo import table_rows
     from vitdense.analysis import iter_configs
     paths = [os.path.abspath(p) for p in iter_configs(os.path.join(REPO, 'configs'), include_mini=True)]
     known = rows_from_table(args.from_table) if args.from_table else {}
+    if args.keep_counted:
+        known.update(rows_from_index())
     counted = table_rows([p for p in paths if p not in known], params_only=args.params_only,
                          progress=not args.no_progress)
     by_path = dict(known, **{row['path']: row for row in counted})
