@@ -36,9 +36,11 @@ class UserError(Exception):
 
 
 def load_config(path: str, cfg_options: Optional[dict] = None, work_dir: Optional[str] = None) -> Config:
-    if not osp.isfile(path):
-        raise UserError(f'config not found: {path}')
-    cfg = Config.fromfile(path)
+    """A config file or shipped config name (``swin/mask-rcnn_swin-t-p4-w7_fpn_mini-coco``), ``vitdense::``
+    bases included (:func:`vitdense.zoo.read_config`), checked and given a ``work_dir``."""
+    from vitdense.zoo import read_config, resolve_config
+    path = resolve_config(path)
+    cfg = read_config(path)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     if cfg.get('default_scope') not in TASKS:
