@@ -10,7 +10,7 @@
    input's gradient and all parameter gradients of a fixed random linear loss, as relative L2 errors
    ||gpu - cpu|| / ||cpu||, within TOLERANCES (TF32 is turned off for the fp32 run: it is a precision choice,
    not an error); BOAT's AMP rows only need finite values (see CLUSTERING).
-2. train: each Mask R-CNN and UperNet mini config (a Cascade R-CNN mini config too, once one exists) trains
+2. train: each Mask R-CNN, Cascade Mask R-CNN and UperNet mini config trains
    ``--train-iters`` iterations on the GPU and evaluates on its mini validation set; passes when every loss is
    finite and the evaluation gives its metrics. Loss first -> last, the metrics and the peak memory are listed.
 3. benchmarks: tools/benchmark.py --compare (Swin-T vs mmdet's, ConvNeXt-T vs timm's; backbone at 800x1216 and
