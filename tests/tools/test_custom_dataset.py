@@ -56,7 +56,8 @@ def table_rows(log, first_cell):
 
 @pytest.fixture
 def my_coco(tmp_path):
-    """The bundled COCO image with a horse (and people) in a user's layout, person / horse renamed to pedestrian / pony."""
+    """The bundled COCO image with a horse (and people) in a user's layout, person / horse renamed to
+    pedestrian / pony."""
     data = json.load(open(os.path.join(COCO_MINI, 'instances_mini.json')))
     renamed = {'person': 'pedestrian', 'horse': 'pony'}
     for cat in data['categories']:
