@@ -1,0 +1,3 @@
+_base_ = './fpn_boat-swin-t-p4-w7_4xb4-80k_ade20k-512x512.py'
+pretrained = 'checkpoints/boat_swin_small.pth'
+model = dict(backbone=dict(arch='small', init_cfg=dict(checkpoint=pretrained)))
