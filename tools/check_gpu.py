@@ -10,7 +10,7 @@
    input's gradient and all parameter gradients of a fixed random linear loss, as relative L2 errors
    ||gpu - cpu|| / ||cpu||, within TOLERANCES (TF32 is turned off for the fp32 run: it is a precision choice,
    not an error); BOAT's AMP rows only need finite values (see CLUSTERING).
-2. train: each Mask R-CNN, Cascade Mask R-CNN and UperNet mini config trains
+2. train: each Mask R-CNN, Cascade Mask R-CNN, UperNet and Mask2Former mini config trains
    ``--train-iters`` iterations on the GPU and evaluates on its mini validation set; passes when every loss is
    finite and the evaluation gives its metrics. Loss first -> last, the metrics and the peak memory are listed.
 3. benchmarks: tools/benchmark.py --compare (Swin-T vs mmdet's, ConvNeXt-T vs timm's; backbone at 800x1216 and
@@ -181,8 +181,9 @@ def check_backbones(device, precisions=('fp32', 'fp16', 'bf16')) -> List[Row]:
 # ---- training + evaluation ------------------------------------------------------------------------------------
 
 def mini_train_configs() -> List[str]:
-    """Every Mask R-CNN, Cascade R-CNN and UperNet mini config, in a fixed order."""
-    patterns = ('mask-rcnn_*mini-coco.py', 'cascade-mask-rcnn_*mini-coco.py', 'upernet_*mini-ade20k.py')
+    """Every Mask R-CNN, Cascade R-CNN, UperNet and Mask2Former mini config, in a fixed order."""
+    patterns = ('mask-rcnn_*mini-coco.py', 'cascade-mask-rcnn_*mini-coco.py', 'upernet_*mini-ade20k.py',
+                'mask2former_*mini-ade20k.py')
     return sorted(p for pattern in patterns for p in glob.glob(os.path.join(REPO, 'configs', '*', pattern)))
 
 
@@ -325,7 +326,7 @@ def build_parser():
     parser.add_argument('--skip', nargs='+', default=[], choices=SECTIONS, help='sections not to run')
     parser.add_argument('--train-iters', type=int, default=20, help='iterations per mini config (default 20)')
     parser.add_argument('--train-configs', nargs='+', help='mini configs to train (default: every Mask R-CNN, '
-                                                             'Cascade and UperNet mini config)')
+                                                             'Cascade, UperNet and Mask2Former mini config)')
     parser.add_argument('--work-dir', default='work_dirs/check_gpu', help='training runs go here')
     return parser
 
