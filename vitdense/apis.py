@@ -351,9 +351,10 @@ def parse_launcher_args(parser, argv=None):
 def setup_cpu_distributed(cfg: Config) -> None:
     """Multi-process training without CUDA (torchrun, ``--launcher pytorch``): gloo instead of nccl.
 
-    mmengine's ``init_dist`` pins a CUDA device and its DDP wrapper passes CUDA device ids, so on a CPU-only
-    machine the gloo process group is started here (mmengine then uses it as is), DDP gets no device ids, and
-    SyncBN (which has no CPU kernel) becomes per-process BN. On GPU machines nothing changes.
+    mmengine's ``init_dist`` pins a CUDA device and its DDP wrappers pass CUDA device ids, so on a CPU-only
+    machine the gloo process group is started here (mmengine then uses it as is), DDP gets no device ids (the
+    Runner's ``model_wrapper_cfg``, or a FlexibleRunner's ``DDPStrategy.model_wrapper``), and SyncBN (which has no
+    CPU kernel) becomes per-process BN. On GPU machines nothing changes.
     """
     import torch
     if cfg.get('launcher', 'none') == 'none' or torch.cuda.is_available():
@@ -361,8 +362,13 @@ def setup_cpu_distributed(cfg: Config) -> None:
     if cfg.launcher != 'pytorch':
         raise UserError(f'--launcher {cfg.launcher} needs GPUs here; CPU multi-process training runs through '
                         'torchrun: bash tools/dist_train.sh CONFIG NUM_PROCS (--launcher pytorch)')
-    if cfg.get('sync_bn'):
+    flexible = cfg.get('runner_type') == 'FlexibleRunner'
+    strategy = dict(cfg.get('strategy') or dict(type='DDPStrategy')) if flexible else {}
+    if cfg.get('sync_bn') or strategy.get('sync_bn'):
         raise UserError('--sync-bn needs GPUs (SyncBatchNorm has no CPU kernel); drop it for CPU processes')
+    if flexible and strategy.get('type') not in ('DDPStrategy', 'FSDPStrategy'):
+        raise UserError(f"strategy type={strategy.get('type')!r} needs GPUs; CPU processes run DDPStrategy "
+                        '(or FSDPStrategy, see the README)')
     import datetime
     import torch.distributed as dist
     env_cfg = cfg.get('env_cfg') or {}
@@ -372,13 +378,55 @@ def setup_cpu_distributed(cfg: Config) -> None:
         timeout = dist_cfg.get('timeout')
         dist.init_process_group(backend='gloo', **({'timeout': datetime.timedelta(seconds=timeout)}
                                                    if timeout else {}))
-    wrapper = dict(cfg.get('model_wrapper_cfg') or dict(
-        type='MMDistributedDataParallel', broadcast_buffers=False,
-        find_unused_parameters=cfg.get('find_unused_parameters', False)))
-    wrapper['device_ids'] = None
-    cfg.model_wrapper_cfg = wrapper
+    if flexible and strategy['type'] == 'FSDPStrategy':
+        # FSDP initialises on the device it is given (mmengine passes the CUDA index LOCAL_RANK)
+        strategy['model_wrapper'] = dict(strategy.get('model_wrapper') or dict(type='MMFullyShardedDataParallel'),
+                                         device_id=torch.device('cpu'))
+    elif flexible:
+        strategy['model_wrapper'] = dict(strategy.get('model_wrapper') or dict(
+            type='MMDistributedDataParallel', broadcast_buffers=False), device_ids=None)
+    else:
+        wrapper = dict(cfg.get('model_wrapper_cfg') or dict(
+            type='MMDistributedDataParallel', broadcast_buffers=False,
+            find_unused_parameters=cfg.get('find_unused_parameters', False)))
+        wrapper['device_ids'] = None
+        cfg.model_wrapper_cfg = wrapper
+    if flexible:
+        cfg.strategy = strategy
     if _sync_bn_to_bn(cfg.model):
         print('warning: SyncBN -> BN for CPU processes (batch statistics per process)', file=sys.stderr)
+
+
+def build_runner(cfg: Config):
+    """mmengine's ``Runner``, or the runner the config names in ``runner_type`` (``'FlexibleRunner'`` with a
+    ``strategy``), as mmdet's and mmseg's tools/train.py and tools/test.py do."""
+    if 'runner_type' not in cfg:
+        from mmengine.runner import Runner
+        return Runner.from_cfg(cfg)
+    from mmengine.registry import RUNNERS
+    return RUNNERS.build(cfg)
+
+
+def set_mixed_precision(cfg: Config, precision: str) -> None:
+    """``--amp fp16``: mmengine's AmpOptimWrapper (float16 autocast, dynamic loss scaling; GPU, NPU, MLU only).
+    ``--amp bf16``: :class:`vitdense.engine.BF16AutocastOptimWrapper` (bfloat16 autocast, no loss scaling; CPU too)."""
+    from mmengine.device import get_device
+    wrapper = cfg.optim_wrapper
+    if wrapper.get('type', 'OptimWrapper') not in ('OptimWrapper', 'AmpOptimWrapper',
+                                                   'vitdense.BF16AutocastOptimWrapper'):
+        raise UserError(f"--amp sets optim_wrapper.type, but this config's is {wrapper.type!r} "
+                        '(set its precision in the config instead)')
+    if precision == 'fp16':
+        if get_device() == 'cpu':
+            raise UserError('--amp fp16 needs a GPU (float16 autocast with loss scaling); on a CPU use --amp bf16')
+        wrapper.type = 'AmpOptimWrapper'
+        wrapper.setdefault('loss_scale', 'dynamic')
+    elif precision == 'bf16':
+        wrapper.type = 'vitdense.BF16AutocastOptimWrapper'
+        for key in ('loss_scale', 'dtype'):  # AmpOptimWrapper's arguments
+            wrapper.pop(key, None)
+    else:
+        raise UserError(f"--amp takes fp16 or bf16, got {precision!r}")
 
 
 # ---- resuming ------------------------------------------------------------------------------------------------
