@@ -381,7 +381,7 @@ def setup_cpu_distributed(cfg: Config) -> None:
     if flexible and strategy['type'] == 'FSDPStrategy':
         # FSDP initialises on the device it is given (mmengine passes the CUDA index LOCAL_RANK)
         strategy['model_wrapper'] = dict(strategy.get('model_wrapper') or dict(type='MMFullyShardedDataParallel'),
-                                         device_id=torch.device('cpu'))
+                                         device_id='cpu')
     elif flexible:
         strategy['model_wrapper'] = dict(strategy.get('model_wrapper') or dict(
             type='MMDistributedDataParallel', broadcast_buffers=False), device_ids=None)
@@ -405,6 +405,26 @@ def build_runner(cfg: Config):
         return Runner.from_cfg(cfg)
     from mmengine.registry import RUNNERS
     return RUNNERS.build(cfg)
+
+
+def build_optimizer_before_sharding(runner) -> None:
+    """For a FlexibleRunner with ``FSDPStrategy``: build the optimiser wrapper now, on the unwrapped model.
+
+    Left to the strategy, it is built after FSDP has replaced every parameter by a flat 1-D shard, where vitdense's
+    layer-decay constructor could no longer tell a norm's weight from a convolution's (``ndim == 1`` gets no weight
+    decay) nor give each parameter its own lr. Built here, its per-parameter groups are re-mapped by mmengine onto
+    FSDP's shards, which needs ``model_wrapper=dict(use_orig_params=True)`` (mmengine's default; also what lets
+    frozen stages share a flat parameter with trained ones).
+    """
+    strategy = getattr(runner, 'strategy', None)
+    if type(strategy).__name__ != 'FSDPStrategy' or not isinstance(runner.optim_wrapper, dict):
+        return
+    wrapper_cfg = (strategy.model_wrapper or {})
+    if not wrapper_cfg.get('use_orig_params', True):
+        raise UserError('FSDPStrategy with use_orig_params=False cannot keep per-parameter lr / weight-decay groups '
+                        '(layer decay) or frozen stages; set strategy.model_wrapper.use_orig_params=True')
+    from mmengine.optim import build_optim_wrapper
+    runner.optim_wrapper = build_optim_wrapper(runner.model, runner.optim_wrapper)
 
 
 def set_mixed_precision(cfg: Config, precision: str) -> None:

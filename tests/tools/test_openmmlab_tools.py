@@ -37,10 +37,13 @@ class WritesFileWhenUnpickled:
 
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory):
-    """task -> (config, checkpoint written by a 1-iteration vitdense training run, a checkpoint that pickles an
-    object, the file unpickling it would create)."""
+    """trained(task) -> (config, checkpoint written by a 1-iteration vitdense training run, a checkpoint that
+    pickles an object, the file unpickling it would create); each task trained once per module."""
     made = {}
-    for task in ('det', 'seg'):
+
+    def train(task):
+        if task in made:
+            return made[task]
         folder = tmp_path_factory.mktemp(task)
         cfg = Config.fromfile(tiny_config(task, folder / 'tiny.py', evaluation=True))
         cfg.train_cfg.update(max_iters=1, val_interval=2)
@@ -55,7 +58,8 @@ def trained(tmp_path_factory):
         evil = folder / 'evil.pth'
         torch.save({'state_dict': {}, 'meta': {}, 'payload': WritesFileWhenUnpickled(marker)}, evil)
         made[task] = (config, os.path.join(cfg.work_dir, 'iter_1.pth'), str(evil), marker)
-    return made
+        return made[task]
+    return train
 
 
 def run_fresh(tmp_path, script, *args):
@@ -122,7 +126,8 @@ def runner(load_from):
 
 tester = runner(checkpoint)
 metrics = tester.test()
-print(json.dumps(dict(same_weights=same_weights(tester.model, checkpoint), metrics=metrics,
+print(json.dumps(dict(same_weights=same_weights(tester.model, checkpoint),
+                      metrics={k: float(v) for k, v in metrics.items()},
                       refused=refusal(lambda: runner(evil).test()))))
 '''
 
@@ -134,7 +139,7 @@ def assert_refused(found, evil, marker):
 
 
 def test_mmdet_det_inferencer_loads_vitdense_checkpoint_and_draws(trained, tmp_path):
-    config, checkpoint, evil, marker = trained['det']
+    config, checkpoint, evil, marker = trained('det')
     out = run_fresh(tmp_path, DET_INFERENCER, config, checkpoint, evil, COCO_IMAGE, tmp_path / 'out')
     assert out['same_weights']
     height, width = cv2.imread(COCO_IMAGE).shape[:2]
@@ -149,7 +154,7 @@ def test_mmdet_det_inferencer_loads_vitdense_checkpoint_and_draws(trained, tmp_p
 
 
 def test_mmseg_inferencer_loads_vitdense_checkpoint_and_draws(trained, tmp_path):
-    config, checkpoint, evil, marker = trained['seg']
+    config, checkpoint, evil, marker = trained('seg')
     out = run_fresh(tmp_path, SEG_INFERENCER, config, checkpoint, evil, ADE_IMAGE, tmp_path / 'out')
     assert out['same_weights']
     height, width = cv2.imread(ADE_IMAGE).shape[:2]
@@ -161,7 +166,7 @@ def test_mmseg_inferencer_loads_vitdense_checkpoint_and_draws(trained, tmp_path)
 
 @pytest.mark.parametrize('task, metric', [('det', 'coco/bbox_mAP'), ('seg', 'mIoU')])
 def test_runner_test_path_loads_vitdense_checkpoint(trained, tmp_path, task, metric):
-    config, checkpoint, evil, marker = trained[task]
+    config, checkpoint, evil, marker = trained(task)
     out = run_fresh(tmp_path, RUNNER_TEST, config, checkpoint, evil, tmp_path / 'work')
     assert out['same_weights']
     assert 0 <= out['metrics'][metric] <= 100
