@@ -10,7 +10,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
 from vitdense.apis import (DictAction, add_launcher_args, build_runner, check_data, load_config,  # noqa: E402
-                           parse_launcher_args, run_tool, setup_cpu_distributed)
+                           parse_launcher_args, run_tool, setup_cpu_distributed, unwrapped_model)
 from vitdense.datasets import check_images_when_evaluating  # noqa: E402
 
 
@@ -48,8 +48,7 @@ def main():
 
     runner = build_runner(cfg)
     # mmengine would only log missing / mismatched weights and evaluate a partly random model
-    check_fits(runner.model.module if hasattr(runner.model, 'module') else runner.model, checkpoint,
-               args.checkpoint)
+    check_fits(unwrapped_model(runner), checkpoint, args.checkpoint)
     del checkpoint
     metrics = runner.test()
     print('metrics: ' + ', '.join(f'{k}={v:.4f}' if isinstance(v, float) else f'{k}={v}'

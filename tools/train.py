@@ -15,9 +15,10 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
-from vitdense.apis import (DictAction, UserError, add_launcher_args, build_optimizer_before_sharding,  # noqa: E402
-                           build_runner, check_data, check_work_dir, find_resume_checkpoint, load_config,
-                           parse_launcher_args, run_tool, set_mixed_precision, setup_cpu_distributed)
+from vitdense.apis import (DictAction, UserError, add_launcher_args, build_runner, check_data,  # noqa: E402
+                           check_sharding_strategy, check_work_dir, find_resume_checkpoint, load_config,
+                           parse_launcher_args, run_tool, set_mixed_precision, setup_cpu_distributed,
+                           unwrapped_model)
 from vitdense.datasets import check_images_when_evaluating  # noqa: E402
 
 
@@ -74,13 +75,12 @@ def main():
             cfg.randomness = dict(randomness, seed=checkpoint['meta']['seed'])
     elif args.resume == 'auto':
         print(f'warning: --resume: no checkpoint in {cfg.work_dir} yet, starting from scratch', file=sys.stderr)
+    check_sharding_strategy(cfg)
     setup_cpu_distributed(cfg)
 
     runner = build_runner(cfg)
-    build_optimizer_before_sharding(runner)
     if checkpoint is not None:
-        model = runner.model.module if hasattr(runner.model, 'module') else runner.model
-        check_fits(model, checkpoint, resume_from)
+        check_fits(unwrapped_model(runner), checkpoint, resume_from)
         del checkpoint
     runner.train()
 

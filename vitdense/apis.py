@@ -407,24 +407,33 @@ def build_runner(cfg: Config):
     return RUNNERS.build(cfg)
 
 
-def build_optimizer_before_sharding(runner) -> None:
-    """For a FlexibleRunner with ``FSDPStrategy``: build the optimiser wrapper now, on the unwrapped model.
+def unwrapped_model(runner):
+    """The runner's model without its DDP / FSDP wrapper. A FlexibleRunner's strategy would build the model only
+    when training starts; it is built here (by that strategy, which then takes it as it is) so that it can be
+    checked against a checkpoint first."""
+    if isinstance(runner.model, dict):
+        runner.model = runner.strategy.build_model(runner.model)
+    return runner.model.module if hasattr(runner.model, 'module') else runner.model
 
-    Left to the strategy, it is built after FSDP has replaced every parameter by a flat 1-D shard, where vitdense's
-    layer-decay constructor could no longer tell a norm's weight from a convolution's (``ndim == 1`` gets no weight
-    decay) nor give each parameter its own lr. Built here, its per-parameter groups are re-mapped by mmengine onto
-    FSDP's shards, which needs ``model_wrapper=dict(use_orig_params=True)`` (mmengine's default; also what lets
-    frozen stages share a flat parameter with trained ones).
+
+def check_sharding_strategy(cfg: Config) -> None:
+    """A FlexibleRunner with ``FSDPStrategy`` runs (on GPUs, or on CPUs over gloo) with mmengine's default
+    ``use_orig_params=True``, without vitdense's layer-decay constructor.
+
+    mmengine builds the optimiser after FSDP has replaced the parameters by flat 1-D shards, so a constructor that
+    reads parameter shapes (layer decay gives every 1-D parameter no weight decay) would silently mis-group them;
+    mmengine 0.10.7's way around that (a pre-built optimiser re-mapped onto the shards) fails with this torch. Frozen
+    stages share FSDP's flat parameters with trained ones only with ``use_orig_params=True``.
     """
-    strategy = getattr(runner, 'strategy', None)
-    if type(strategy).__name__ != 'FSDPStrategy' or not isinstance(runner.optim_wrapper, dict):
+    strategy = cfg.get('strategy') or {}
+    if cfg.get('runner_type') != 'FlexibleRunner' or strategy.get('type') != 'FSDPStrategy':
         return
-    wrapper_cfg = (strategy.model_wrapper or {})
-    if not wrapper_cfg.get('use_orig_params', True):
-        raise UserError('FSDPStrategy with use_orig_params=False cannot keep per-parameter lr / weight-decay groups '
-                        '(layer decay) or frozen stages; set strategy.model_wrapper.use_orig_params=True')
-    from mmengine.optim import build_optim_wrapper
-    runner.optim_wrapper = build_optim_wrapper(runner.model, runner.optim_wrapper)
+    if not (strategy.get('model_wrapper') or {}).get('use_orig_params', True):
+        raise UserError('FSDPStrategy needs model_wrapper=dict(use_orig_params=True) for frozen stages '
+                        '(parameters with and without gradients in one flat parameter)')
+    if 'LayerDecayOptimWrapperConstructor' in str(cfg.optim_wrapper.get('constructor', '')):
+        raise UserError("FSDPStrategy cannot keep layer decay's per-parameter groups (mmengine builds the optimiser "
+                        'on flattened shards); use strategy=dict(type=\'DDPStrategy\') or drop the constructor')
 
 
 def set_mixed_precision(cfg: Config, precision: str) -> None:

@@ -94,6 +94,37 @@ def test_flexible_runner_ddp_strategy_over_two_gloo_processes(tmp_path):
     check_fits(build_model(Config.fromfile(tiny_config('det', tmp_path / 'plain.py'))), checkpoint, str(path))
 
 
+def test_flexible_runner_fsdp_strategy_over_two_gloo_processes(tmp_path):
+    """FSDP on CPUs (vitdense passes device_id='cpu'; gloo), frozen stages included (use_orig_params=True, mmengine's
+    default); a full state dict lands in one checkpoint that tools/test.py accepts."""
+    config = probed_config(tmp_path, runner_type='FlexibleRunner',
+                           strategy=dict(type='FSDPStrategy', state_dict_cfg='full'),
+                           model=dict(backbone=dict(frozen_stages=1)), train_dataloader=dict(batch_size=1))
+    work_dir = tmp_path / 'work'
+    result = run_dist_train(tmp_path, config, work_dir)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    for probe in probes(work_dir):
+        assert (probe['runner'], probe['strategy'], probe['wrapper'], probe['world_size']) == \
+            ('FlexibleRunner', 'FSDPStrategy', 'MMFullyShardedDataParallel', 2)
+    path = work_dir / 'iter_2.pth'
+    checkpoint = torch.load(path, map_location='cpu', weights_only=True)
+    assert checkpoint['meta']['iter'] == 2
+    from vitdense.checkpoint.io import check_fits
+    fresh = build_model(Config.fromfile(tiny_config('det', tmp_path / 'plain.py')))
+    check_fits(fresh, checkpoint, str(path))
+
+
+def test_fsdp_with_layer_decay_or_without_orig_params_is_one_line(tmp_path):
+    from vitdense.apis import UserError, check_sharding_strategy
+    cfg = Config.fromfile(tiny_config('seg', tmp_path / 'tiny.py'))  # ConvNeXt: layer decay
+    cfg.merge_from_dict(dict(runner_type='FlexibleRunner', strategy=dict(type='FSDPStrategy')))
+    with pytest.raises(UserError, match=r"^FSDPStrategy cannot keep layer decay's per-parameter groups"):
+        check_sharding_strategy(cfg)
+    cfg.strategy.model_wrapper = dict(use_orig_params=False)
+    with pytest.raises(UserError, match=r'^FSDPStrategy needs model_wrapper=dict\(use_orig_params=True\)'):
+        check_sharding_strategy(cfg)
+
+
 # ---- bfloat16 --------------------------------------------------------------------------------------------------
 # UperNet only: Mask R-CNN's proposal NMS (mmcv 2.1's CPU kernel) refuses bfloat16 boxes, see the README
 @pytest.mark.parametrize('task', ['seg'])
