@@ -423,7 +423,8 @@ def check_sharding_strategy(cfg: Config) -> None:
     mmengine builds the optimiser after FSDP has replaced the parameters by flat 1-D shards, so a constructor that
     reads parameter shapes (layer decay gives every 1-D parameter no weight decay) would silently mis-group them;
     mmengine 0.10.7's way around that (a pre-built optimiser re-mapped onto the shards) fails with this torch. Frozen
-    stages share FSDP's flat parameters with trained ones only with ``use_orig_params=True``.
+    stages share FSDP's flat parameters with trained ones only with ``use_orig_params=True``. Checkpoints are single
+    files (``state_dict_cfg='full'``), which vitdense's atomic checkpoint hook writes.
     """
     strategy = cfg.get('strategy') or {}
     if cfg.get('runner_type') != 'FlexibleRunner' or strategy.get('type') != 'FSDPStrategy':
@@ -431,6 +432,10 @@ def check_sharding_strategy(cfg: Config) -> None:
     if not (strategy.get('model_wrapper') or {}).get('use_orig_params', True):
         raise UserError('FSDPStrategy needs model_wrapper=dict(use_orig_params=True) for frozen stages '
                         '(parameters with and without gradients in one flat parameter)')
+    state_dict_cfg = strategy.get('state_dict_cfg', 'local')
+    if state_dict_cfg != 'full':
+        raise UserError(f'FSDPStrategy with state_dict_cfg={state_dict_cfg!r} saves a folder of shards per '
+                        "checkpoint; vitdense's checkpoints are single files: set strategy.state_dict_cfg='full'")
     if 'LayerDecayOptimWrapperConstructor' in str(cfg.optim_wrapper.get('constructor', '')):
         raise UserError("FSDPStrategy cannot keep layer decay's per-parameter groups (mmengine builds the optimiser "
                         'on flattened shards); use strategy=dict(type=\'DDPStrategy\') or drop the constructor')

@@ -114,10 +114,13 @@ def test_flexible_runner_fsdp_strategy_over_two_gloo_processes(tmp_path):
     check_fits(fresh, checkpoint, str(path))
 
 
-def test_fsdp_with_layer_decay_or_without_orig_params_is_one_line(tmp_path):
+def test_fsdp_settings_vitdense_cannot_use_are_one_line(tmp_path):
     from vitdense.apis import UserError, check_sharding_strategy
     cfg = Config.fromfile(tiny_config('seg', tmp_path / 'tiny.py'))  # ConvNeXt: layer decay
     cfg.merge_from_dict(dict(runner_type='FlexibleRunner', strategy=dict(type='FSDPStrategy')))
+    with pytest.raises(UserError, match=r"^FSDPStrategy with state_dict_cfg='local' saves a folder of shards"):
+        check_sharding_strategy(cfg)
+    cfg.strategy.state_dict_cfg = 'full'
     with pytest.raises(UserError, match=r"^FSDPStrategy cannot keep layer decay's per-parameter groups"):
         check_sharding_strategy(cfg)
     cfg.strategy.model_wrapper = dict(use_orig_params=False)
