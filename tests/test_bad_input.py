@@ -320,7 +320,10 @@ def test_test_tool_refuses_bad_checkpoints_in_one_line(tiny_det, tmp_path, capsy
 
 
 def test_mmengine_loads_checkpoints_weights_only_even_when_the_environment_says_otherwise(tmp_path, monkeypatch):
+    """In this process; tests/tools/test_openmmlab_tools.py checks the same in fresh processes, through mmdet's and
+    mmseg's own inferencers and test tools."""
     from mmengine.runner.checkpoint import _load_checkpoint
+    import vitdense.engine  # noqa: F401  (what every vitdense config's custom_imports does: switches safe loading on)
     evil = tmp_path / 'evil.pth'
     torch.save({'payload': RunsCodeWhenUnpickled()}, evil)
     monkeypatch.setenv('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')  # would make a bare torch.load unpickle it

@@ -9,8 +9,8 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
-from vitdense.apis import (DictAction, add_launcher_args, check_data, load_config, parse_launcher_args,  # noqa: E402
-                           run_tool, setup_cpu_distributed)
+from vitdense.apis import (DictAction, add_launcher_args, build_runner, check_data, load_config,  # noqa: E402
+                           parse_launcher_args, run_tool, setup_cpu_distributed, unwrapped_model)
 from vitdense.datasets import check_images_when_evaluating  # noqa: E402
 
 
@@ -34,7 +34,8 @@ def main():
     check_data(cfg, loaders=('test_dataloader',))
     check_images_when_evaluating(cfg)  # evaluation reads images as training does
     from vitdense.checkpoint import load_checkpoint_file
-    from vitdense.checkpoint.io import check_fits
+    from vitdense.checkpoint.io import check_fits, install_safe_loading
+    install_safe_loading()  # also for a config that does not list vitdense.engine in custom_imports
     checkpoint = load_checkpoint_file(args.checkpoint)  # weights_only; fails in one line before the runner is built
     cfg.load_from = args.checkpoint
     if args.show_dir:  # each toolbox's visualization hook names its switches differently
@@ -47,11 +48,9 @@ def main():
                 vis.interval = 1
     setup_cpu_distributed(cfg)
 
-    from mmengine.runner import Runner
-    runner = Runner.from_cfg(cfg)
+    runner = build_runner(cfg)
     # mmengine would only log missing / mismatched weights and evaluate a partly random model
-    check_fits(runner.model.module if hasattr(runner.model, 'module') else runner.model, checkpoint,
-               args.checkpoint)
+    check_fits(unwrapped_model(runner), checkpoint, args.checkpoint)
     del checkpoint
     metrics = runner.test()
     print('metrics: ' + ', '.join(f'{k}={v:.4f}' if isinstance(v, float) else f'{k}={v}'

@@ -1,7 +1,10 @@
 """Train a vitdense detection or segmentation config (mmdet / mmseg runner).
 
-    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--cfg-options k=v ...]
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp [fp16|bf16]] [--cfg-options k=v ...]
     bash tools/dist_train.sh CONFIG NUM_PROCS [args]      # torchrun, one process per GPU (or CPU, gloo)
+
+A config that sets ``runner_type='FlexibleRunner'`` and a ``strategy`` (DDPStrategy, FSDPStrategy, DeepSpeedStrategy)
+gets mmengine's FlexibleRunner, as with mmdet's and mmseg's train.py; any other config gets mmengine's Runner.
 
 ``--resume`` without a path continues from the work dir's latest complete checkpoint (or starts fresh when there
 is none), so the same command line can be re-run after a crash or a preemption.
@@ -12,9 +15,10 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
-from vitdense.apis import (DictAction, UserError, add_launcher_args, check_data, check_work_dir,  # noqa: E402
-                           find_resume_checkpoint, load_config, parse_launcher_args, run_tool,
-                           setup_cpu_distributed)
+from vitdense.apis import (DictAction, UserError, add_launcher_args, build_runner, check_data,  # noqa: E402
+                           check_sharding_strategy, check_work_dir, find_resume_checkpoint, load_config,
+                           parse_launcher_args, run_tool, set_mixed_precision, setup_cpu_distributed,
+                           unwrapped_model)
 from vitdense.datasets import check_images_when_evaluating  # noqa: E402
 
 
@@ -24,7 +28,10 @@ def parse_args():
     parser.add_argument('--work-dir', help='where logs and checkpoints go (default: work_dirs/<config name>)')
     parser.add_argument('--resume', nargs='?', const='auto', default=None, metavar='CKPT',
                         help='resume from CKPT, or from the latest checkpoint in the work dir when no path is given')
-    parser.add_argument('--amp', action='store_true', help='automatic mixed precision (AmpOptimWrapper)')
+    parser.add_argument('--amp', nargs='?', const='fp16', choices=('fp16', 'bf16'), default=None,
+                        help='mixed precision: fp16 (mmengine AmpOptimWrapper, dynamic loss scaling, GPU only; what '
+                             'a bare --amp means, as in mmdet) or bf16 (vitdense BF16AutocastOptimWrapper, no loss '
+                             'scaling, GPU or CPU)')
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help='scale the lr linearly with the total batch size (auto_scale_lr.base_batch_size)')
     parser.add_argument('--sync-bn', action='store_true', help='convert BatchNorm to SyncBatchNorm (multi-GPU)')
@@ -44,15 +51,15 @@ def main():
     check_images_when_evaluating(cfg)  # evaluation reads images as training does
     check_work_dir(cfg.work_dir)
     if args.amp:
-        cfg.optim_wrapper.type = 'AmpOptimWrapper'
-        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+        set_mixed_precision(cfg, args.amp)
     if args.auto_scale_lr:
         cfg.auto_scale_lr = dict(cfg.get('auto_scale_lr') or {}, enable=True)
     if args.sync_bn:
         cfg.sync_bn = 'torch'
 
     from vitdense.checkpoint import load_checkpoint_file
-    from vitdense.checkpoint.io import check_fits
+    from vitdense.checkpoint.io import check_fits, install_safe_loading
+    install_safe_loading()  # also for a config that does not list vitdense.engine in custom_imports
     resume_from = find_resume_checkpoint(cfg.work_dir) if args.resume == 'auto' else args.resume
     checkpoint = None
     if resume_from:
@@ -70,13 +77,12 @@ def main():
             cfg.randomness = dict(randomness, seed=checkpoint['meta']['seed'])
     elif args.resume == 'auto':
         print(f'warning: --resume: no checkpoint in {cfg.work_dir} yet, starting from scratch', file=sys.stderr)
+    check_sharding_strategy(cfg)
     setup_cpu_distributed(cfg)
 
-    from mmengine.runner import Runner
-    runner = Runner.from_cfg(cfg)
+    runner = build_runner(cfg)
     if checkpoint is not None:
-        model = runner.model.module if hasattr(runner.model, 'module') else runner.model
-        check_fits(model, checkpoint, resume_from)
+        check_fits(unwrapped_model(runner), checkpoint, resume_from)
         del checkpoint
     runner.train()
 

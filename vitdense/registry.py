@@ -11,6 +11,7 @@ A scoped name that is not registered raises a one-line ``KeyError`` listing what
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS as MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS
+from mmengine.registry import OPTIM_WRAPPERS as MMENGINE_OPTIM_WRAPPERS
 from mmengine.registry import Registry
 
 
@@ -42,3 +43,5 @@ HOOKS = _ListingRegistry('hook', parent=MMENGINE_HOOKS, scope='vitdense',
 OPTIM_WRAPPER_CONSTRUCTORS = _ListingRegistry(
     'optimizer wrapper constructor', parent=MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS, scope='vitdense',
     locations=['vitdense.engine'])
+OPTIM_WRAPPERS = _ListingRegistry('optimizer wrapper', parent=MMENGINE_OPTIM_WRAPPERS, scope='vitdense',
+                                  locations=['vitdense.engine'])

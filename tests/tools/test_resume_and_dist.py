@@ -36,8 +36,9 @@ MAX_ITERS = 6
 DIST_LOSS_TOLERANCE = 0.05
 
 
-def tiny_config(task: str, path) -> str:
-    """The mini config with a small model, small images, 8 iterations, checkpoints every 2, no evaluation."""
+def tiny_config(task: str, path, evaluation: bool = False) -> str:
+    """The mini config with a small model, small images, 6 iterations, checkpoints every 2; evaluation (at the
+    end, on the mini val set at the same small size) only with ``evaluation=True``."""
     if task == 'det':
         cfg = load_config(os.path.join(REPO, 'configs/swin/mask-rcnn_swin-t-p4-w7_fpn_mini-coco.py'))
         m = cfg.model
@@ -50,7 +51,7 @@ def tiny_config(task: str, path) -> str:
         m.roi_head.mask_head.update(in_channels=64, conv_out_channels=64)
         m.train_cfg.rpn.sampler.num = m.train_cfg.rcnn.sampler.num = 64
         m.train_cfg.rpn_proposal.update(nms_pre=500, max_per_img=100)
-        for t in cfg.train_dataloader.dataset.pipeline:
+        for t in cfg.train_dataloader.dataset.pipeline + cfg.test_dataloader.dataset.pipeline:
             if t.type == 'Resize':
                 t.scale = (160, 120)
     else:
@@ -67,8 +68,9 @@ def tiny_config(task: str, path) -> str:
                 elif t.type == 'RandomCrop':
                     t.crop_size = (64, 64)
     cfg.train_cfg.update(max_iters=MAX_ITERS, val_interval=MAX_ITERS + 1)
-    cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
-    cfg.test_cfg = cfg.test_dataloader = cfg.test_evaluator = None
+    if not evaluation:
+        cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
+        cfg.test_cfg = cfg.test_dataloader = cfg.test_evaluator = None
     cfg.default_hooks.checkpoint.update(interval=2, max_keep_ckpts=2)
     cfg.default_hooks.logger.interval = 1
     cfg.randomness = dict(seed=0, deterministic=True)
@@ -78,7 +80,8 @@ def tiny_config(task: str, path) -> str:
     return str(path)
 
 
-ENV = dict(os.environ, OMP_NUM_THREADS='1', PYTHONWARNINGS='ignore')
+# PYTHON: tools/dist_train.sh starts torchrun (and so every worker) with the interpreter running this test
+ENV = dict(os.environ, OMP_NUM_THREADS='1', PYTHONWARNINGS='ignore', PYTHON=sys.executable)
 # C's interpreter starts with A and B and does its slow imports meanwhile; when B has been killed it runs
 # tools/train.py with the given arguments, exactly as `python tools/train.py ...` would
 PREWARMED = """import os, runpy, sys, time

@@ -5,11 +5,12 @@ framework's own checkpoints fit that because :class:`vitdense.engine.SafeCheckpo
 message-hub state (``HistoryBuffer`` objects holding numpy arrays) as tensors and plain values. A file that
 carries any other pickled object is refused with one line naming it; nothing is allow-listed wholesale.
 
-mmengine's own loader for local files (used by ``Runner`` for ``load_from`` / ``resume`` and by
-``init_cfg=dict(type='Pretrained')``) calls ``torch.load`` without ``weights_only``, which is safe only while torch's
-default is True (torch >= 2.6, and ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` unset). Importing this module replaces that
-loader with :func:`load_checkpoint_file`, so every local checkpoint the runner reads goes through the same strict,
-one-line-error path whatever the environment says.
+mmengine's own loader for local files (used by ``Runner`` for ``load_from`` / ``resume``, by mmdet's and mmseg's
+inferencers and by ``init_cfg=dict(type='Pretrained')``) calls ``torch.load`` without ``weights_only``, which is safe
+only while torch's default is True (torch >= 2.6, and ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` unset).
+:func:`install_safe_loading` routes that loader through :func:`load_checkpoint_file`, so every local checkpoint
+the runner reads takes the same strict, one-line-error path whatever the environment says. Importing this module
+changes nothing; :mod:`vitdense.engine`, which every vitdense config lists in ``custom_imports``, calls it.
 """
 import os
 import pickle
@@ -55,13 +56,19 @@ def load_from_local_weights_only(filename, map_location=None):
     return load_checkpoint_file(os.path.expanduser(filename), map_location=map_location)
 
 
-def install_safe_loader() -> None:
-    """Route mmengine's local-file checkpoint loading (any path without a URL scheme) through the safe loader."""
+def install_safe_loading() -> None:
+    """Route mmengine's local-file checkpoint loading (any path without a URL scheme) through the safe loader.
+
+    Process-wide and idempotent: mmengine keeps one loader per path prefix. Called by :mod:`vitdense.engine`.
+    """
     from mmengine.runner.checkpoint import CheckpointLoader
     CheckpointLoader.register_scheme(prefixes='', loader=load_from_local_weights_only, force=True)
 
 
-install_safe_loader()
+def safe_loading_installed() -> bool:
+    """Whether mmengine's local-file loader is :func:`install_safe_loading`'s."""
+    from mmengine.runner.checkpoint import CheckpointLoader
+    return CheckpointLoader._schemes.get('') is load_from_local_weights_only
 
 
 def check_fits(model: torch.nn.Module, checkpoint: Any, path: str) -> None:

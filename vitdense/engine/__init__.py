@@ -1,6 +1,15 @@
+"""Training-time pieces every vitdense config imports (``custom_imports``): hooks, optimiser wrappers, and the
+switch to safe checkpoint loading."""
+from vitdense.checkpoint.io import install_safe_loading
+
 from .hooks import (AtomicCheckpointHook, FiniteLossHook, RandomStateHook, SafeCheckpointHook,
                     SegLabelCheckHook)
+from .optim_wrappers import BF16AutocastOptimWrapper
 from .optimizers import LayerDecayOptimWrapperConstructor
 
-__all__ = ['AtomicCheckpointHook', 'FiniteLossHook', 'LayerDecayOptimWrapperConstructor', 'RandomStateHook',
+__all__ = ['AtomicCheckpointHook', 'BF16AutocastOptimWrapper', 'FiniteLossHook', 'LayerDecayOptimWrapperConstructor', 'RandomStateHook',
            'SafeCheckpointHook', 'SegLabelCheckHook']
+
+# Every vitdense config lists this package in custom_imports, so whatever reads such a config (vitdense's tools,
+# mmdet's / mmseg's tools and inferencers, a user's Runner.from_cfg) reads local checkpoints weights_only.
+install_safe_loading()

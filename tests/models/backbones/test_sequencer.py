@@ -129,6 +129,13 @@ def test_out_indices_subset_and_errors():
         Sequencer2D(arch=dict(depths=(2, 2, 2, 2)))
 
 
+def test_building_leaves_dynamo_rnn_setting_alone():
+    """No process-wide switch: torch.compile users scope allow_rnn themselves (see the module docstring)."""
+    assert torch._dynamo.config.allow_rnn is False  # torch's default; nothing in vitdense sets it
+    Sequencer2D(TINY, drop_path_rate=0.0)
+    assert torch._dynamo.config.allow_rnn is False
+
+
 def test_one_lstm_call_per_axis_for_the_whole_batch():
     """BiLSTM2D scans all B x W columns in one rnn_v call and all B x H rows in one rnn_h call."""
     model = Sequencer2D(dict(layers=(1, 1, 1, 1)), drop_path_rate=0.0).eval()

@@ -55,6 +55,15 @@ pyramid's resampled stride-16 level would pool a different average (the 16 x 16 
 
 ``frozen_stages`` freezes the stem and trunk stages 1..k only; the pyramid layers and output norms always
 train (they are not pretrained, and a frozen fresh layer would fix its init forever).
+
+torch.compile
+-------------
+dynamo breaks the graph at every ``nn.LSTM`` unless ``torch._dynamo.config.allow_rnn`` is set. Building a
+Sequencer2D leaves that setting alone; to compile it as one graph, trace it with the setting on::
+
+    compiled = torch.compile(model)
+    with torch._dynamo.config.patch(allow_rnn=True):
+        compiled(x)   # dynamo traces (and retraces for a new input size) inside the context
 """
 from functools import partial
 from typing import List, Tuple
@@ -124,9 +133,6 @@ class Sequencer2D(DenseBackbone):
         self._init_pyramid()
         self.with_cp = with_cp
         self._freeze()
-        # dynamo graph-breaks at every nn.LSTM unless told to trace RNN modules; with this torch.compile
-        # takes the whole backbone as one graph (process-wide flag, it only widens what dynamo traces)
-        torch._dynamo.config.allow_rnn = True
 
     def resolve_arch(self, arch):
         if isinstance(arch, dict):

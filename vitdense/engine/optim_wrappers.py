@@ -1,0 +1,26 @@
+"""Mixed-precision training in bfloat16 on any device, the CPU included."""
+from contextlib import contextmanager
+
+import torch
+from mmengine.optim import OptimWrapper
+
+from vitdense.registry import OPTIM_WRAPPERS
+
+
+@OPTIM_WRAPPERS.register_module()
+class BF16AutocastOptimWrapper(OptimWrapper):
+    """An ``OptimWrapper`` whose forward passes run under ``torch.autocast(dtype=torch.bfloat16)``.
+
+    What ``tools/train.py --amp bf16`` uses, on GPUs and CPUs alike (vitdense's choice): bfloat16 keeps float32's
+    exponent range, so gradients do not underflow and there is no loss scaling; parameters, gradients and the
+    optimiser state stay float32 (autocast casts per operation). mmengine's ``AmpOptimWrapper`` (``--amp fp16``)
+    refuses to be built without a GPU and scales the loss for float16.
+    """
+
+    cast_dtype = torch.bfloat16
+
+    @contextmanager
+    def optim_context(self, model: torch.nn.Module):
+        from mmengine.runner.amp import autocast
+        with super().optim_context(model), autocast(dtype=self.cast_dtype):
+            yield
