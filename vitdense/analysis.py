@@ -34,6 +34,7 @@ import contextlib
 import ctypes
 import gc
 import importlib
+import inspect
 import math
 import os
 import statistics
@@ -377,6 +378,22 @@ def detector_counting_patches(model: nn.Module):
             del obj.__dict__[name]
 
 
+@contextlib.contextmanager
+def query_head_counting_patches(model: nn.Module, samples):
+    """For query-based segmentation heads (Mask2Former): mmseg's tensor mode calls ``decode_head.forward(x)``
+    while these heads also need the batch's samples (for the padded input shape), so hand them over."""
+    head = getattr(model, 'decode_head', None)
+    needs_samples = head is not None and 'batch_data_samples' in inspect.signature(head.forward).parameters
+    if needs_samples:
+        forward = head.forward
+        head.forward = lambda x: forward(x, samples)
+    try:
+        yield
+    finally:
+        if needs_samples:
+            del head.__dict__['forward']
+
+
 @dataclass
 class Complexity:
     params: int
@@ -396,8 +413,12 @@ def _count_forward(model: nn.Module, scope: str, shape, backbone_only: bool, dev
     args, kwargs = (inputs,), {}
     if not backbone_only:
         args, kwargs = (inputs, synthetic_samples(scope, 1, shape)), dict(mode='tensor')
-    patches = detector_counting_patches(model) if scope == 'mmdet' and not backbone_only \
-        else contextlib.nullcontext()
+    if scope == 'mmdet' and not backbone_only:
+        patches = detector_counting_patches(model)
+    elif scope == 'mmseg' and not backbone_only:
+        patches = query_head_counting_patches(model, kwargs and args[1])
+    else:
+        patches = contextlib.nullcontext()
     counter = FlopCounter()
     with torch.no_grad(), patches:
         if device == 'meta':
