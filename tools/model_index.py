@@ -23,6 +23,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COLLECTIONS = {
     'boat': ('BOAT', 'BOAT: Bilateral Local Attention Vision Transformer', 'https://arxiv.org/abs/2201.13027'),
     'ceit': ('CeiT', 'Incorporating Convolution Designs into Visual Transformers', 'https://arxiv.org/abs/2103.11816'),
+    # templates for a user's own dataset (Swin-T backbones); listed with the paper of their backbone
+    'custom': ('Custom', 'Swin Transformer: Hierarchical Vision Transformer using Shifted Windows',
+               'https://arxiv.org/abs/2103.14030'),
     'convnext': ('ConvNeXt', 'A ConvNet for the 2020s', 'https://arxiv.org/abs/2201.03545'),
     'sequencer': ('Sequencer', 'Sequencer: Deep LSTM for Image Classification', 'https://arxiv.org/abs/2205.01972'),
     'swin': ('Swin', 'Swin Transformer: Hierarchical Vision Transformer using Shifted Windows',
@@ -70,6 +73,8 @@ def training_data(name: str) -> str:
     for key, data in (('mini-coco-crops', 'mini COCO crops (bundled, data/mini/coco_crops_mini)'),
                       ('mini-coco', 'mini COCO (bundled, data/mini/coco_val2017_mini)'),
                       ('mini-ade20k', 'mini ADE20K (bundled, data/mini/ade20k_mini)'),
+                      ('custom-coco', "the user's COCO-format dataset (configs/custom template)"),
+                      ('custom-seg', "the user's images + label PNGs (configs/custom template)"),
                       ('_coco', 'COCO train2017'), ('ade20k', 'ADE20K train'), ('in1k', 'ImageNet-1k train')):
         if key in name:
             return data
