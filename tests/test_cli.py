@@ -27,7 +27,9 @@ def test_list_configs_prints_the_matching_shipped_configs(capsys):
     cli.main(['list-configs', 'swin/*mini*', '--paths'])
     paths = capsys.readouterr().out.split()
     assert [os.path.realpath(p) for p in paths] == [os.path.realpath(os.path.join(REPO, 'configs', n + '.py'))
-                                                    for n in ('swin/mask-rcnn_swin-t-p4-w7_fpn_mini-coco',
+                                                    for n in ('swin/cascade-mask-rcnn_swin-t-p4-w7_fpn_mini-coco',
+                                                              'swin/mask-rcnn_swin-t-p4-w7_fpn_mini-coco',
+                                                              'swin/mask2former_swin-t_mini-ade20k',
                                                               'swin/swin-t-p4-w7_mini-coco-crops',
                                                               'swin/upernet_swin-t-p4-w7_mini-ade20k')]
 

@@ -431,7 +431,7 @@ def test_every_ceit_config_builds_the_official_leff():
     from vitdense.registry import MODELS
     official_to_vitdense = {'conv1': 'up_proj', 'bn1': 'up_norm', 'conv2': 'dw_conv', 'bn2': 'dw_norm',
                             'conv3': 'down_proj', 'bn3': 'down_norm'}
-    assert len(CEIT_MODEL_CONFIGS) == 11
+    assert len(CEIT_MODEL_CONFIGS) == 18  # 11 + Cascade (4) + Semantic FPN (2 leaves, 1 base)
     for path in CEIT_MODEL_CONFIGS:
         with torch.device('meta'):
             backbone = MODELS.build(copy.deepcopy(ceit_config(path).model.backbone))
