@@ -1,8 +1,8 @@
-# Swin-T Faster R-CNN 1x on your own COCO-format dataset, boxes only: Swin-T's Mask R-CNN 1x recipe with the
-# mask branch removed (what is left is Faster R-CNN: RPN + box head on the same FPN), masks neither loaded nor
-# evaluated, so a json without "segmentation" works. Copy this file next to it, edit the block "your dataset";
-# class names must be the json's category names. The evaluator prints per-class AP (classwise=True).
-_base_ = '../swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py'
+# Swin-T Faster R-CNN 1x on your own COCO-format dataset, boxes only (configs/swin/faster-rcnn_swin-t-p4-w7_fpn_1x_coco.py:
+# the Swin-T Mask R-CNN 1x recipe without the mask branch), masks neither loaded nor evaluated, so a json without
+# "segmentation" works. Copy this file next to it, edit the block "your dataset"; class names must be the json's
+# category names. The evaluator prints per-class AP (classwise=True).
+_base_ = '../swin/faster-rcnn_swin-t-p4-w7_fpn_1x_coco.py'
 
 # --- your dataset ---
 data_root = 'data/my_coco/'
@@ -12,22 +12,11 @@ val_ann, val_img = 'annotations/val.json', 'images/val/'
 # ---
 
 metainfo = dict(classes=classes)
-model = dict(roi_head=dict(bbox_head=dict(num_classes=len(classes)), mask_roi_extractor=None, mask_head=None))
-train_pipeline = [
-    dict(type='vitdense.LoadImage'),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='Resize', scale=(1333, 800), keep_ratio=True),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackDetInputs')]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),  # the name the inferencers replace
-    dict(type='Resize', scale=(1333, 800), keep_ratio=True),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor'))]
+model = dict(roi_head=dict(bbox_head=dict(num_classes=len(classes))))
 train_dataloader = dict(dataset=dict(data_root=data_root, metainfo=metainfo, ann_file=train_ann,
-                                     data_prefix=dict(img=train_img), pipeline=train_pipeline))
+                                     data_prefix=dict(img=train_img)))
 val_dataloader = dict(dataset=dict(data_root=data_root, metainfo=metainfo, ann_file=val_ann,
-                                   data_prefix=dict(img=val_img), pipeline=test_pipeline))
+                                   data_prefix=dict(img=val_img)))
 test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + val_ann, metric='bbox', classwise=True)
 test_evaluator = val_evaluator
