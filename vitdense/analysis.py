@@ -46,7 +46,7 @@ import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from vitdense.apis import UserError
+from vitdense.errors import UserError
 
 aten = torch.ops.aten
 

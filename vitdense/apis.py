@@ -28,11 +28,9 @@ from typing import Callable, Iterable, List, Optional, Tuple
 
 from mmengine.config import Config, DictAction  # noqa: F401  (DictAction re-exported for the tools)
 
+from vitdense.errors import UserError
+
 TASKS = {'mmdet': 'detection', 'mmseg': 'segmentation', 'mmpretrain': 'classification'}
-
-
-class UserError(Exception):
-    """A problem the user can fix (input, data, settings); the tools print its message as one line, exit status 2."""
 
 
 def load_config(path: str, cfg_options: Optional[dict] = None, work_dir: Optional[str] = None) -> Config:
@@ -292,8 +290,7 @@ def _raised_by_vitdense(err: BaseException) -> bool:
 
 def describe_error(err: BaseException) -> Optional[str]:
     """One line for the errors a user can fix; None for everything else (bugs keep their traceback)."""
-    from vitdense.checkpoint import CheckpointError
-    if isinstance(err, (UserError, CheckpointError)):
+    if isinstance(err, UserError):
         return _original_message(err)
     if isinstance(err, KeyError):
         return _unknown_type_message(err)

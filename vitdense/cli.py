@@ -68,7 +68,7 @@ def tool_path(script: str) -> str:
 def resolve_args(args: List[str], config_first: bool) -> List[str]:
     """Shipped config names -> paths: the first argument when the tool takes a CONFIG there (unknown names fail
     in one line), and any other argument that names a shipped config and is not a file."""
-    from vitdense.apis import UserError
+    from vitdense.errors import UserError
     from vitdense.zoo import find_config, resolve_config
     out = list(args)
     for i, arg in enumerate(out):

@@ -22,7 +22,8 @@ from typing import Optional
 
 from mmengine.config import Config
 
-from vitdense.apis import UserError, load_config
+from vitdense.apis import load_config
+from vitdense.errors import UserError
 from vitdense.datasets import check_inferencer_images
 from vitdense.engine.device import check_mmcv_ops_for_device
 

@@ -31,7 +31,7 @@ import re
 from functools import lru_cache
 from typing import Dict, List, Optional
 
-from vitdense.apis import UserError
+from vitdense.errors import UserError
 
 PACKAGE_DIR = osp.dirname(osp.abspath(__file__))
 MIM_DIR = osp.join(PACKAGE_DIR, '.mim')

@@ -20,11 +20,9 @@ from typing import Any, Dict
 
 import torch
 
+from vitdense.errors import CheckpointError
+
 _UNSUPPORTED_GLOBAL = re.compile(r'Unsupported global: GLOBAL ([\w.]+)')
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used as asked; the message is one actionable line."""
 
 
 def load_checkpoint_file(path: str, map_location='cpu') -> Any:

@@ -31,7 +31,7 @@ from mmengine import fileio
 from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
 from mmengine.registry import Registry
 
-from vitdense.apis import UserError
+from vitdense.errors import ImageError
 
 TRANSFORMS = Registry('transform', parent=MMENGINE_TRANSFORMS, scope='vitdense', locations=['vitdense.datasets'])
 
@@ -39,10 +39,6 @@ TRANSFORMS = Registry('transform', parent=MMENGINE_TRANSFORMS, scope='vitdense',
 MMCV_LOADER = ('LoadImageFromFile', 'mmcv.LoadImageFromFile')
 # a 16-bit image whose brightest value is below this uses at most 12 bits: as 8 bits it would be 0..15
 MIN_16BIT_PEAK = 4096
-
-
-class ImageError(UserError):
-    """An image file that cannot be used; the message names it."""
 
 
 @TRANSFORMS.register_module()

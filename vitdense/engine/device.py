@@ -9,7 +9,7 @@ from typing import Optional, Union
 
 import torch
 
-from vitdense.apis import UserError
+from vitdense.errors import UserError
 
 CUDA_INSTALL_COMMAND = 'VITDENSE_CUDA=1 bash tools/install.sh'
 

@@ -28,7 +28,7 @@ from mmengine.fileio import LocalBackend
 from mmengine.hooks import CheckpointHook, Hook
 from mmengine.logging import HistoryBuffer
 
-from vitdense.apis import UserError
+from vitdense.errors import DataError, LossNotFiniteError
 from vitdense.registry import HOOKS
 
 _BUFFER_TAG = '__history_buffer__'
@@ -247,10 +247,6 @@ class RandomStateHook(Hook):
 
 # ---- clear stops ---------------------------------------------------------------------------------------------
 
-class LossNotFiniteError(UserError):
-    """The training loss became NaN / inf; raised before that state can be saved."""
-
-
 @HOOKS.register_module()
 class FiniteLossHook(Hook):
     """Stop with one line when a loss term is NaN or inf, before any later hook (checkpoint, logger) runs."""
@@ -269,10 +265,6 @@ class FiniteLossHook(Hook):
         raise LossNotFiniteError(
             f'loss is not finite at iteration {runner.iter + 1} ({terms}); training stopped without saving this '
             f'state and {kept}; lower the learning rate (or add gradient clipping) and resume from it')
-
-
-class DataError(UserError):
-    """A sample whose content the model cannot use; the message names the file."""
 
 
 @HOOKS.register_module()
