@@ -80,3 +80,40 @@ def test_with_cp_gives_the_same_outputs_and_gradients(name, monkeypatch):
     for n, g in grads[0].items():
         assert g is not None, f'{n} got no gradient'
         torch.testing.assert_close(g, grads[1][n], rtol=1e-4, atol=1e-6, msg=n)
+
+
+def block_drop_rates(model):
+    """Every block's drop-path rate, blocks in forward order (a stem + stages family or a token encoder)."""
+    if hasattr(model, 'blocks'):
+        blocks = list(model.blocks)
+    else:
+        blocks = [b for stage in (model.layers if hasattr(model, 'layers') else model.stages) for b in stage.blocks]
+    return [getattr(b.drop_path1 if hasattr(b, 'drop_path1') else b.drop_path, 'drop_prob', 0.0) for b in blocks]
+
+
+@pytest.mark.parametrize('name', sorted(set(SMALL_BACKBONES) - {'TimmBackbone'}))
+def test_one_drop_path_schedule_for_every_family(name):
+    """drop_path_rate rises linearly over all blocks, with timm's numbers (timm's ViT / Swin / ConvNeXt rule)."""
+    from timm.layers import calculate_drop_path_rates
+    model = MODELS.build(dict(dict(type=name), **SMALL_BACKBONES[name], drop_path_rate=0.3))
+    rates = block_drop_rates(model)
+    assert len(rates) > 1
+    assert rates == calculate_drop_path_rates(0.3, len(rates))
+
+
+def test_layer_depth_mode_is_checked_once_for_every_backbone():
+    """DenseBackbone.get_layer_depth checks the mode, then asks the family's param_depth."""
+    from vitdense.models.backbones import DenseBackbone
+
+    class TwoDepths(DenseBackbone):
+        def param_depth(self, param_name, mode):
+            return (0 if param_name.startswith('stem') else 1), (2 if mode == 'layer_wise' else 3)
+
+    backbone = TwoDepths()
+    assert backbone.get_layer_depth('stem.weight') == (0, 2)
+    assert backbone.get_layer_depth('head.weight', 'stage_wise') == (1, 3)
+    with pytest.raises(ValueError, match="mode must be 'layer_wise' or 'stage_wise', got 'block_wise'"):
+        backbone.get_layer_depth('stem.weight', 'block_wise')
+    for name in SMALL_BACKBONES:
+        with pytest.raises(ValueError, match="mode must be 'layer_wise' or 'stage_wise', got 'block_wise'"):
+            build_small(name).get_layer_depth('', 'block_wise')

@@ -240,3 +240,36 @@ def test_classification_and_detection_windows_differ_only_where_a_map_fits_one_w
 def test_always_shift_must_be_a_bool():
     with pytest.raises(ValueError, match=r'SwinTransformer: always_shift must be True .* or False .*got \'no\''):
         SwinTransformer(always_shift='no')
+
+
+def test_a_subclass_puts_its_own_blocks_into_swins_pyramid():
+    """build_block is the one way to change Swin's blocks: the subclass keeps Swin's constructor (stem,
+    merging, drop path, init, freezing) and a config typo is an unknown keyword of the backbone itself."""
+    from vitdense.models.backbones.swin import SwinBlock
+    from vitdense.registry import MODELS
+    calls = []
+
+    class RecordedBlock(SwinBlock):
+        pass
+
+    class RecordingSwin(SwinTransformer):
+        def build_block(self, stage, index, **block_args):
+            calls.append((stage, index, block_args['shifted'], block_args['drop_path']))
+            return RecordedBlock(**block_args, always_shift=self.always_shift)
+
+    torch.manual_seed(0)
+    swin = SwinTransformer(arch=SMALL, drop_path_rate=0.3, frozen_stages=1).eval()
+    torch.manual_seed(0)
+    recording = RecordingSwin(arch=SMALL, drop_path_rate=0.3, frozen_stages=1).eval()
+    blocks = [b for layer in recording.layers for b in layer.blocks]
+    assert len(blocks) == 8 and all(type(b) is RecordedBlock for b in blocks)
+    rates = [b.drop_path1.drop_prob if hasattr(b.drop_path1, 'drop_prob') else 0.0
+             for layer in swin.layers for b in layer.blocks]
+    assert calls == [(i // 2, i % 2, i % 2 == 1, rate) for i, rate in enumerate(rates)]
+    assert not recording.layers[0].blocks[1].attn.qkv.weight.requires_grad      # Swin's freezing
+    assert recording.layers[1].blocks[0].attn.qkv.weight.requires_grad
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():  # same parameters from the same seed: the same network
+        assert all(torch.equal(a, b) for a, b in zip(swin(x), recording(x)))
+    with pytest.raises(TypeError, match=r"SwinTransformer.__init__\(\) got an unexpected keyword argument 'windw_size'"):
+        MODELS.build(dict(type='SwinTransformer', arch=SMALL, windw_size=7))

@@ -140,3 +140,28 @@ def test_real_imagenet_weights_by_order_and_shape_recognise_a_cat():
     top5 = logits.softmax(-1).topk(5)
     assert top5.indices[0, 0].item() in (281, 282, 285)  # tabby / tiger / Egyptian cat
     assert top5.values[0, 0] > 0.5
+
+
+def test_frozen_stages_and_depths_keep_the_contract_where_levels_start_at_stride_4():
+    """timm's ConvNeXt has levels at strides 4..32 and a stem before them: frozen_stages=k freezes what vitdense's
+    own ConvNeXt freezes (the stem, then stages 1..k with their output norms), and the stem has depth 0."""
+    import re
+    from vitdense.errors import ConfigError
+    from vitdense.models.backbones import ConvNeXt
+
+    def frozen(model):
+        return {n for n, p in model.named_parameters() if not p.requires_grad}
+
+    def as_timm_name(name):  # ConvNeXt's 'stages.1.x' is the features_only trunk's 'trunk.stages_1.x'
+        return name if name.startswith('out_norms.') else 'trunk.' + re.sub(r'^(stem|stages)\.(\d+)', r'\1_\2', name)
+    for k in range(-1, 5):
+        timm_backbone = TimmBackbone('test_convnext', out_norm=True, frozen_stages=k).train()
+        native = ConvNeXt(arch=dict(depths=(1, 2, 4, 2), dims=(24, 32, 48, 64)), frozen_stages=k).train()
+        assert frozen(timm_backbone) == {as_timm_name(n) for n in frozen(native)}, k
+        assert (k >= 1) == (not timm_backbone.trunk.stages_0.training)
+    depth = TimmBackbone('test_convnext', out_norm=True).get_layer_depth
+    assert depth('trunk.stem_0.weight') == (0, 6) and depth('trunk.stem_1.bias', 'stage_wise') == (0, 6)
+    assert depth('trunk.stages_0.blocks.0.conv_dw.weight') == (1, 6)
+    assert depth('trunk.stages_3.blocks.1.mlp.fc1.weight') == (4, 6) and depth('out_norms.3.weight') == (5, 6)
+    with pytest.raises(ConfigError, match=r'frozen_stages=5: test_efficientnet has the stem and 4 stages .*-1\.\.4'):
+        TimmBackbone('test_efficientnet', frozen_stages=5)

@@ -11,12 +11,22 @@
 * ``init_cfg=dict(type='Pretrained', checkpoint=PATH)`` loads ImageNet / timm / official / vitdense
   checkpoints through :mod:`vitdense.checkpoint` (key remapping, position-table interpolation, a report);
   ``checkpoint=None`` starts from the backbone's own initialisation.
+
+Where a family differs, by design:
+
+* :class:`~vitdense.models.backbones.TimmBackbone`: ``out_indices`` (and ``strides``, ``num_stages``) index the
+  timm model's feature levels, which may include a level finer than stride 4 (a ResNet's stride-2 level 0);
+  ``frozen_stages`` and the depths keep the stages above: the stem is everything before stride 4.
+* :class:`~vitdense.models.backbones.Sequencer2D`: its resampling layers and output norms are new (not
+  pretrained) and never freeze; ``pyramid=False`` (classification) returns the trunk's maps at strides
+  7 / 14 / 14 / 14.
 """
 from typing import Callable, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 from mmengine.model import BaseModule
+from timm.layers import calculate_drop_path_rates
 
 from ..layers import nhwc_to_nchw
 
@@ -116,17 +126,21 @@ class DenseBackbone(BaseModule):
     def get_layer_depth(self, param_name: str, mode: str = 'layer_wise') -> Tuple[int, int]:
         """Return ``(depth, num_depths)`` of a parameter (name relative to the backbone, any prefix
         such as ``backbone.`` stripped by the caller). Depth 0 is the stem; ``num_depths - 1`` the output
-        norms / anything after the last block."""
+        norms / anything after the last block. Families implement :meth:`param_depth`."""
+        if mode not in ('layer_wise', 'stage_wise'):
+            raise ValueError(f"mode must be 'layer_wise' or 'stage_wise', got '{mode}'")
+        return self.param_depth(param_name, mode)
+
+    def param_depth(self, param_name: str, mode: str) -> Tuple[int, int]:
+        """:meth:`get_layer_depth` of the family, for ``mode`` 'layer_wise' or 'stage_wise' (already checked)."""
         raise NotImplementedError
 
     def stage_layer_depth(self, param_name: str, mode: str, stem: str, stages: str) -> Tuple[int, int]:
-        """:meth:`get_layer_depth` of a stem + stages backbone whose stage i holds ``{stages}.i.blocks.k``
+        """:meth:`param_depth` of a stem + stages backbone whose stage i holds ``{stages}.i.blocks.k``
         (``self.depths`` blocks each, anything else in a stage, e.g. its downsampling, going with block 0).
         layer_wise: stem 0, block k (counted over all stages) k + 1, the rest last; stage_wise: stem 0,
         stage i i + 1, the rest last."""
         parts = param_name.split('.')
-        if mode not in ('layer_wise', 'stage_wise'):
-            raise ValueError(f"mode must be 'layer_wise' or 'stage_wise', got '{mode}'")
         num = self.num_stages + 2 if mode == 'stage_wise' else sum(self.depths) + 2
         if parts[0] == stem:
             return 0, num
@@ -153,11 +167,9 @@ class DenseBackbone(BaseModule):
 
 
 def stochastic_depth(drop_path_rate: float, depths: Iterable[int]) -> List[List[float]]:
-    """Linearly increasing drop-path rates, split per stage."""
+    """The one drop-path schedule of every family: rates rising linearly from 0 to ``drop_path_rate`` over all
+    blocks (timm's rule and numbers), split per stage (``depths``: blocks per stage; ``[depth]`` for a plain
+    ViT)."""
     depths = list(depths)
-    rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
-    out, start = [], 0
-    for d in depths:
-        out.append(rates[start:start + d])
-        start += d
-    return out
+    rates = calculate_drop_path_rates(drop_path_rate, sum(depths))
+    return [rates[sum(depths[:i]):sum(depths[:i + 1])] for i in range(len(depths))]

@@ -39,9 +39,9 @@ from mmengine.model import BaseModule
 from timm.layers import Attention, DropPath, Mlp, to_2tuple
 
 from vitdense.registry import MODELS
-from ..layers import init_transformer_weights
+from ..layers import init_transformer_weights, pad_to_multiple
 from .base import lookup_arch
-from .vit import PlainBackbone, TokenEncoder, windowed_attention
+from .vit import PlainBackbone, TokenEncoder, encoder_blocks, windowed_attention
 
 LayerNorm = partial(nn.LayerNorm, eps=1e-6)
 
@@ -71,9 +71,7 @@ class Image2Tokens(nn.Module):
                              '(conv and pool give stride 4, so patch_size=4)')
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        H, W = x.shape[-2:]
-        x = F.pad(x, (0, -W % self.stride, 0, -H % self.stride))
-        x = self.proj(self.pool(self.bn(self.conv(x))))
+        x = self.proj(self.pool(self.bn(self.conv(pad_to_multiple(x, self.stride)))))
         return x.permute(0, 2, 3, 1)
 
 
@@ -173,17 +171,6 @@ class LayerClassTokenAttention(nn.Module):
         return x[:, 0]
 
 
-def _build_ceit_blocks(embed_dim, depth, num_heads, mlp_ratio, qkv_bias, drop_path_rate, window_size,
-                       global_attn_indexes, num_prefix_tokens, leff_kernel_size, leff_final_act):
-    dpr = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]  # linear, as timm
-    return nn.ModuleList([
-        CeiTBlock(embed_dim, num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, drop_path=dpr[i],
-                  window_size=0 if i in global_attn_indexes else window_size,
-                  num_prefix_tokens=num_prefix_tokens, leff_kernel_size=leff_kernel_size,
-                  leff_final_act=leff_final_act)
-        for i in range(depth)])
-
-
 @MODELS.register_module()
 class CeiT(PlainBackbone):
     """CeiT-T/S/B dense backbone: I2T + LeFF blocks (no LCA), then ViTDet's simple feature pyramid.
@@ -212,9 +199,11 @@ class CeiT(PlainBackbone):
         self.global_attn_indexes = self.check_windows(depth, window_size, global_attn_indexes, with_cls_token)
         self.window_size = window_size
         self.patch_embed = Image2Tokens(in_channels, stem_channels, embed_dim, patch_size)
-        self.blocks = _build_ceit_blocks(embed_dim, depth, num_heads, mlp_ratio, qkv_bias, drop_path_rate,
-                                         window_size, self.global_attn_indexes, int(with_cls_token),
-                                         leff_kernel_size, leff_final_act)
+        self.blocks = encoder_blocks(
+            partial(CeiTBlock, embed_dim, num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias,
+                    num_prefix_tokens=int(with_cls_token), leff_kernel_size=leff_kernel_size,
+                    leff_final_act=leff_final_act),
+            depth, drop_path_rate, window_size=window_size, global_attn_indexes=self.global_attn_indexes)
         self._init_dense(embed_dim, img_size, with_cls_token, with_cp)
         self.blocks.apply(init_transformer_weights)
         self._freeze()
@@ -243,8 +232,10 @@ class CeiTClassifier(TokenEncoder, BaseModule):
         self.patch_embed = Image2Tokens(in_channels, stem_channels, embed_dim, patch_size)
         img_size = to_2tuple(img_size)
         self._init_tokens(embed_dim, (img_size[0] // 16, img_size[1] // 16), with_cls_token=True)
-        self.blocks = _build_ceit_blocks(embed_dim, depth, num_heads, mlp_ratio, qkv_bias, drop_path_rate,
-                                         0, (), 1, leff_kernel_size, leff_final_act)
+        self.blocks = encoder_blocks(
+            partial(CeiTBlock, embed_dim, num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, num_prefix_tokens=1,
+                    leff_kernel_size=leff_kernel_size, leff_final_act=leff_final_act),
+            depth, drop_path_rate)
         self.pos_layer_embed = nn.Parameter(torch.zeros(1, depth, embed_dim))  # zeros, as coeusguo/ceit
         self.lca = LayerClassTokenAttention(embed_dim, num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias)
         self.norm = LayerNorm(embed_dim)

@@ -17,7 +17,7 @@ from timm.models._manipulate import checkpoint_seq
 from timm.models.convnext import ConvNeXt as TimmConvNeXt
 
 from vitdense.registry import MODELS
-from ..layers import pad_nchw_to_multiple
+from ..layers import pad_to_multiple
 from .base import DenseBackbone
 
 
@@ -55,11 +55,11 @@ class ConvNeXt(DenseBackbone):
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         self.check_input(x)
-        x = self.stem(pad_nchw_to_multiple(x, 4))
+        x = self.stem(pad_to_multiple(x, 4))
         outs = []
         for i, stage in enumerate(self.stages):
             if i > 0:  # downsample = LayerNorm2d, then a 2x2 stride-2 conv: pad between the two
-                x = stage.downsample[1](pad_nchw_to_multiple(stage.downsample[0](x), 2))
+                x = stage.downsample[1](pad_to_multiple(stage.downsample[0](x), 2))
             if self.with_cp and x.requires_grad:
                 x = checkpoint_seq(stage.blocks, x)
             else:
@@ -71,7 +71,7 @@ class ConvNeXt(DenseBackbone):
     def frozen_modules(self) -> List[nn.Module]:
         return self.stem_and_stages(self.stem, self.stages)
 
-    def get_layer_depth(self, param_name: str, mode: str = 'layer_wise') -> Tuple[int, int]:
+    def param_depth(self, param_name: str, mode: str) -> Tuple[int, int]:
         """The ConvNeXt papers' grouping, as their mmdet/mmseg recipes use it.
 
         layer_wise (detection, decay 0.95): stem 0, stage 0 -> 1, stage 1 -> 2, stage 2 block b -> 3 + b // 3,
@@ -86,8 +86,6 @@ class ConvNeXt(DenseBackbone):
             if parts[0] == 'stages':
                 return int(parts[1]) + 1, num
             return num - 1, num
-        if mode != 'layer_wise':
-            raise ValueError(f"mode must be 'layer_wise' or 'stage_wise', got '{mode}'")
         last = 3 + math.ceil(self.depths[2] / 3)
         num = last + 2
         if parts[0] == 'stem':

@@ -27,7 +27,7 @@ all at stride 14 (384 channels). FPN / UperNet want strides 4/8/16/32 (sizes cei
   multiple of 14), and resample its maps, ViTDet-style (simple feature pyramid, arXiv 2203.16527):
 
   - stride 8  <- stage 0 (stride 7), bilinear x 7/8 with cell centres aligned (see
-    :func:`vitdense.models.layers.resample_to_stride`). Stage 0 is the only map finer than 14; the fine
+    :func:`resample_to_stride`). Stage 0 is the only map finer than 14; the fine
     levels need its spatial detail, while semantics reach them through the FPN top-down path (and every
     BiLSTM2D token already sees its whole row and column).
   - stride 4  <- the stride-8 map through a learned 2x2 stride-2 transposed conv (ViTDet's 2x layer):
@@ -65,18 +65,41 @@ Sequencer2D leaves that setting alone; to compile it as one graph, trace it with
     with torch._dynamo.config.patch(allow_rnn=True):
         compiled(x)   # dynamo traces (and retraces for a new input size) inside the context
 """
+import math
 from functools import partial
 from typing import List, Tuple
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from timm.layers import DropPath, LayerNorm2d
 from timm.models.sequencer import Sequencer2d as TimmSequencer2d
 
 from vitdense.registry import MODELS
-from ..layers import pad_nchw_to_multiple, resample_to_stride
+from ..layers import pad_to_multiple
 from .base import DenseBackbone, stochastic_depth
+
+
+def resample_to_stride(x: torch.Tensor, src_stride: float, dst_stride: float, size: Tuple[int, int]) -> torch.Tensor:
+    """Bilinearly resample an NCHW map from one stride to another, cell centres aligned, to exactly ``size``.
+
+    Cell i of a stride-s map covers pixels [s * i, s * (i + 1)), the convention RoIAlign and FPN assume, so
+    the map is resampled by exactly ``src_stride / dst_stride`` (not by the ratio of the two sizes, which
+    would drift by up to a cell on odd sizes). Output cells past the source's first / last cell centre take
+    its edge value (the source is edge-replicated first), and the result is cropped to ``size``. Works for
+    non-integer ratios (stride 7 -> 8, 14 -> 16).
+    """
+    scale = src_stride / dst_stride
+    # a source too short for the output grid gets the cells it reaches, plus one against float rounding
+    pad_h, pad_w = (math.ceil(n / scale) + 1 - have if math.floor(have * scale) < n else 0
+                    for n, have in zip(size, x.shape[-2:]))
+    if pad_h or pad_w:
+        x = F.pad(x, (0, pad_w, 0, pad_h), mode='replicate')
+    if scale != 1:
+        x = F.interpolate(x, scale_factor=scale, mode='bilinear', align_corners=False,
+                          recompute_scale_factor=False)
+    return x[..., :size[0], :size[1]]
 
 
 @MODELS.register_module()
@@ -181,13 +204,13 @@ class Sequencer2D(DenseBackbone):
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         self.check_input(x)
         if not self.pyramid:
-            maps = self.forward_trunk(pad_nchw_to_multiple(x, self.trunk_strides[-1]),
+            maps = self.forward_trunk(pad_to_multiple(x, self.trunk_strides[-1]),
                                       num_stages=max(self.out_indices) + 1)
             return tuple(self.out_norms[i](maps[i].permute(0, 3, 1, 2)).contiguous() for i in self.out_indices)
         H, W = x.shape[-2:]
         wanted = set(self.out_indices)
         size = {s: (-(-H // s), -(-W // s)) for s in self.strides}
-        maps = self.forward_trunk(pad_nchw_to_multiple(x, self.trunk_strides[-1]),
+        maps = self.forward_trunk(pad_to_multiple(x, self.trunk_strides[-1]),
                                   num_stages=4 if wanted & {2, 3} else 1)
         levels = {}
         if wanted & {0, 1}:
@@ -208,7 +231,7 @@ class Sequencer2D(DenseBackbone):
     def frozen_modules(self) -> List[nn.Module]:
         return [self.stem] + list(self.stages[:self.frozen_stages])
 
-    def get_layer_depth(self, param_name: str, mode: str = 'layer_wise') -> Tuple[int, int]:
+    def param_depth(self, param_name: str, mode: str) -> Tuple[int, int]:
         """Per block (layer_wise) or per stage (stage_wise), see :meth:`DenseBackbone.stage_layer_depth`; a
         stage's downsample conv goes with its first block, the pyramid layers and output norms last."""
         return self.stage_layer_depth(param_name, mode, 'stem', 'stages')

@@ -22,7 +22,6 @@ multiple of it (e.g. 448 x 448):
 
 Either way any input H x W works.
 """
-from functools import partial
 from typing import List, Optional, Sequence, Tuple
 
 import torch
@@ -34,9 +33,27 @@ from timm.layers.pos_embed_rel import gen_relative_position_index
 from timm.models.swin_transformer import PatchMerging
 
 from vitdense.registry import MODELS
-from ..layers import (init_transformer_weights, pad_to_multiple, shifted_window_mask,
-                      window_partition, window_reverse)
+from ..layers import init_transformer_weights, pad_to_multiple, window_partition, window_reverse
 from .base import DenseBackbone, stochastic_depth
+
+
+def shifted_window_mask(H: int, W: int, window: Tuple[int, int], shift: Tuple[int, int],
+                        device=None, dtype=torch.float32) -> torch.Tensor:
+    """Additive attention mask (nW, N, N) for shifted windows on an (already padded) H x W map.
+
+    After a cyclic shift by ``shift`` the map holds up to 3 x 3 regions that were not neighbours; tokens of
+    different regions must not attend to each other inside one window (value -100, as in Swin).
+    """
+    def region_ids(size, win, sh, device):
+        idx = torch.arange(size, device=device)
+        return (idx >= size - win).long() + (idx >= size - sh).long()
+
+    rows = region_ids(H, window[0], shift[0], device)
+    cols = region_ids(W, window[1], shift[1], device)
+    regions = (rows[:, None] * 3 + cols[None, :]).to(dtype)                 # H x W region id
+    windows = window_partition(regions[None, :, :, None], window).squeeze(-1)  # nW x N
+    diff = windows[:, None, :] - windows[:, :, None]
+    return torch.zeros_like(diff).masked_fill(diff != 0, -100.0)
 
 
 def cropped_relative_position_index(window: Tuple[int, int], full_window: Tuple[int, int],
@@ -142,7 +159,7 @@ class SwinBlock(nn.Module):
         shift_unpadded = any(shift) and not self.always_shift
         if shift_unpadded:
             x = torch.roll(x, shifts=(-shift[0], -shift[1]), dims=(1, 2))
-        x = pad_to_multiple(x, window)
+        x = pad_to_multiple(x, window, channels_last=True)
         Hp, Wp = x.shape[1:3]
         if shift_padded:
             x = torch.roll(x, shifts=(-shift[0], -shift[1]), dims=(1, 2))
@@ -169,17 +186,13 @@ class SwinBlock(nn.Module):
 
 
 class SwinStage(nn.Module):
-    """Optional 2x2 patch merging, then blocks alternating regular and shifted windows."""
+    """2x2 patch merging (or Identity in the first stage), then blocks alternating regular and shifted windows
+    (any blocks with :class:`SwinBlock`'s ``forward(x, mask)`` and ``attention_mask``)."""
 
-    def __init__(self, dim: int, out_dim: int, depth: int, num_heads: int, window_size: int,
-                 downsample: bool, drop_path: Sequence[float], mlp_ratio: float = 4.0,
-                 qkv_bias: bool = True, norm_layer=nn.LayerNorm, block_cls=SwinBlock, with_cp: bool = False):
+    def __init__(self, downsample: nn.Module, blocks: Sequence[nn.Module], with_cp: bool = False):
         super().__init__()
-        self.downsample = PatchMerging(dim, out_dim, norm_layer=norm_layer) if downsample else nn.Identity()
-        self.blocks = nn.ModuleList([
-            block_cls(out_dim, num_heads, window_size=window_size, shifted=i % 2 == 1, mlp_ratio=mlp_ratio,
-                      qkv_bias=qkv_bias, drop_path=drop_path[i], norm_layer=norm_layer)
-            for i in range(depth)])
+        self.downsample = downsample
+        self.blocks = nn.ModuleList(blocks)
         self.with_cp = with_cp
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -214,7 +227,6 @@ class SwinTransformer(DenseBackbone):
         'base': dict(embed_dim=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32)),
         'large': dict(embed_dim=192, depths=(2, 2, 18, 2), num_heads=(6, 12, 24, 48)),
     }
-    block_cls = SwinBlock
 
     def __init__(self, arch='tiny', in_channels: int = 3, patch_size: int = 4, window_size: int = 7,
                  mlp_ratio: float = 4.0, qkv_bias: bool = True, drop_path_rate: float = 0.1,
@@ -233,14 +245,24 @@ class SwinTransformer(DenseBackbone):
         dims = [embed_dim * 2 ** i for i in range(self.num_stages)]
         self.num_features = dims
         dpr = stochastic_depth(drop_path_rate, depths)
-        self.layers = nn.ModuleList([
-            SwinStage(dims[max(i - 1, 0)], dims[i], depths[i], num_heads[i], window_size, downsample=i > 0,
-                      drop_path=dpr[i], mlp_ratio=mlp_ratio, qkv_bias=qkv_bias,
-                      block_cls=partial(self.block_cls, always_shift=always_shift), with_cp=with_cp)
-            for i in range(self.num_stages)])
+        stages = []
+        for i in range(self.num_stages):
+            downsample = PatchMerging(dims[i - 1], dims[i], norm_layer=nn.LayerNorm) if i > 0 else nn.Identity()
+            blocks = [self.build_block(i, j, dim=dims[i], num_heads=num_heads[i], window_size=window_size,
+                                       shifted=j % 2 == 1, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias,
+                                       drop_path=dpr[i][j])
+                      for j in range(depths[i])]
+            stages.append(SwinStage(downsample, blocks, with_cp=with_cp))
+        self.layers = nn.ModuleList(stages)
         self.out_norms = self.build_out_norms(nn.LayerNorm, dims)
         self.apply(init_transformer_weights)
         self._freeze()
+
+    def build_block(self, stage: int, index: int, **block_args) -> nn.Module:
+        """Block ``index`` of stage ``stage`` from :class:`SwinBlock`'s arguments (dim, num_heads, window_size,
+        shifted, mlp_ratio, qkv_bias, drop_path). A family that puts other blocks into Swin's pyramid overrides
+        this (e.g. :class:`vitdense.models.backbones.BOATSwin`)."""
+        return SwinBlock(**block_args, always_shift=self.always_shift)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         # patch_embed: B, H/4, W/4, C (zero-padded to a multiple of the patch)
@@ -249,7 +271,7 @@ class SwinTransformer(DenseBackbone):
     def frozen_modules(self) -> List[nn.Module]:
         return self.stem_and_stages(self.patch_embed, self.layers)
 
-    def get_layer_depth(self, param_name: str, mode: str = 'layer_wise') -> Tuple[int, int]:
+    def param_depth(self, param_name: str, mode: str) -> Tuple[int, int]:
         """Per block (layer_wise) or per stage (stage_wise), see :meth:`DenseBackbone.stage_layer_depth`;
         patch merging belongs to the stage it opens."""
         return self.stage_layer_depth(param_name, mode, 'patch_embed', 'layers')

@@ -6,16 +6,20 @@ model timm can cut into feature levels works, with timm's parameter names under 
 :class:`~vitdense.models.backbones.DenseBackbone` contract on top, generically, from timm's ``feature_info``:
 
 * ``out_indices`` index timm's feature levels (``feature_info``: 5 levels at strides 2..32 for ResNets and
-  EfficientNets, 4 at 4..32 for ConvNeXt / Swin-likes). The default takes, for each of the strides 4 / 8 /
-  16 / 32, the last level at that stride, i.e. the pyramid FPN / UperNet want.
+  EfficientNets, 4 at 4..32 for ConvNeXt / Swin-likes), so a level finer than stride 4 can be returned too:
+  the difference from the contract, which :mod:`~vitdense.models.backbones.base` names. The default takes,
+  for each of the strides 4 / 8 / 16 / 32, the last level at that stride, i.e. the pyramid FPN / UperNet want.
 * outputs are NCHW whatever the model emits: NHWC models (``output_fmt == 'NHWC'``, e.g. Swin, MambaOut)
   are permuted; optional LayerNorm2d output norms (``out_norm=True``), Identity otherwise.
-* a "stage" is a feature level. Each module of the trunk belongs to the first level whose module comes at
-  or after it in registration order (timm's feature extraction assumes modules are registered in the order
-  they run, so this is the order they run in). That gives ``frozen_stages`` (k freezes levels 0..k and
-  their output norms; level 0 is the stride-2 stem of a ResNet / EfficientNet) and ``get_layer_depth``:
-  level i has depth i, output norms and anything after the last level depth ``num_levels``. There is no
-  finer, published per-block grouping for an arbitrary model, so 'layer_wise' equals 'stage_wise'.
+* stages as the contract counts them: the stem is everything before stride 4 (the stride-2 level 0 of a
+  ResNet / EfficientNet; the modules before the first level where levels start at stride 4, e.g. ConvNeXt's
+  ``stem``), stage k the k-th level at stride 4 or more. Each module of the trunk belongs to the first level
+  whose module comes at or after it in registration order (timm's feature extraction assumes modules are
+  registered in the order they run, so this is the order they run in). That gives ``frozen_stages`` as for
+  every backbone (0 the stem, k the stem and stages 1..k, with the output norms of their levels) and
+  ``get_layer_depth``: the stem depth 0, stage k depth k, output norms and anything after the last level
+  the last depth. There is no finer, published per-block grouping for an arbitrary model, so 'layer_wise'
+  equals 'stage_wise'.
 * the minimum input size is the stride of the last level in ``out_indices``.
 
 Weights: ``pretrained=True`` lets timm fetch its own weights (needs the HF hub); offline, pass
@@ -29,6 +33,7 @@ import torch
 import torch.nn as nn
 from timm.layers import LayerNorm2d
 
+from vitdense.errors import ConfigError
 from vitdense.registry import MODELS
 from ..layers import nhwc_to_nchw
 from .base import DenseBackbone
@@ -77,7 +82,8 @@ class TimmBackbone(DenseBackbone):
         out_indices: feature levels to return (negative counts from the end); default: the levels at
             strides 4 / 8 / 16 / 32.
         out_norm: put a LayerNorm2d on every returned map (Swin / ConvNeXt style); default False.
-        frozen_stages: -1 nothing; k freezes feature levels 0..k.
+        frozen_stages: -1 nothing, 0 the stem (everything before stride 4), k the stem and the first k levels
+            at stride 4 or more (see the module doc).
         norm_eval: keep every BatchNorm in eval mode while training (frozen statistics), the usual choice
             for CNN backbones fine-tuned on detection with a few images per GPU.
         with_cp: activation checkpointing where the timm model supports it.
@@ -98,6 +104,15 @@ class TimmBackbone(DenseBackbone):
             out_indices = default_out_indices(levels, probe.feature_info.out_indices)
         out_indices = tuple(i % self.num_stages if -self.num_stages <= i < 0 else i for i in out_indices)
         super().__init__(out_indices, frozen_stages, in_channels, init_cfg)
+        # the contract's stages: the stem (the levels before stride 4, or none), then one per level
+        self.stem_levels = next((i for i, info in enumerate(levels) if info['reduction'] >= 4), len(levels))
+        self.num_dense_stages = len(levels) - self.stem_levels
+        self.level_stages = [max(i - self.stem_levels + 1, 0) for i in range(len(levels))]
+        if frozen_stages > self.num_dense_stages:
+            raise ConfigError(f'frozen_stages={frozen_stages}: {model_name} has the stem and '
+                              f'{self.num_dense_stages} stages (feature levels at strides '
+                              f'{[info["reduction"] for info in levels[self.stem_levels:]]}); use -1..'
+                              f'{self.num_dense_stages}')
         self.model_name = model_name
         self.norm_eval = norm_eval
         try:
@@ -119,21 +134,27 @@ class TimmBackbone(DenseBackbone):
         self._index_levels()
         self._freeze()
 
-    # ---- which feature level each module / parameter belongs to ------------------------------------------
+    # ---- which stage each module / parameter belongs to ---------------------------------------------------
     def _index_levels(self) -> None:
+        """The registration-order position where each stage ends, and the stage of every parameter / buffer."""
         self._spans = module_spans(self.trunk)
-        ends = []
+        level_ends = []
         for info in self.levels[:max(self.out_indices) + 1]:  # the trunk stops after the last returned level
             name = locate(info['module'], self._spans)
-            ends.append(self._spans[name][1] if name is not None else (ends[-1] if ends else -1))
-        self._level_ends = ends
-        self._param_level = {}
+            level_ends.append(self._spans[name][1] if name is not None else (level_ends[-1] if level_ends else -1))
+        if self.stem_levels:
+            stem_end = level_ends[min(self.stem_levels, len(level_ends)) - 1]
+        else:  # the modules before the first level's
+            first = locate(self.levels[0]['module'], self._spans)
+            stem_end = self._spans[first][0] - 1 if first is not None else -1
+        self._stage_ends = [stem_end] + level_ends[self.stem_levels:]
+        self._param_stage = {}
         for name, _ in list(self.trunk.named_parameters()) + list(self.trunk.named_buffers()):
             owner = name.rsplit('.', 1)[0] if '.' in name else ''
-            self._param_level[name] = self._level_of(self._spans[owner][0])
+            self._param_stage[name] = self._stage_of(self._spans[owner][0])
 
-    def _level_of(self, position: int) -> int:
-        return next((i for i, end in enumerate(self._level_ends) if position <= end), self.num_stages)
+    def _stage_of(self, position: int) -> int:
+        return next((k for k, end in enumerate(self._stage_ends) if position <= end), self.num_dense_stages + 1)
 
     @property
     def min_input_size(self) -> int:
@@ -148,8 +169,8 @@ class TimmBackbone(DenseBackbone):
 
     # ---- freezing --------------------------------------------------------------------------------------
     def frozen_modules(self) -> List[nn.Module]:
-        """The largest trunk modules lying wholly in levels 0..frozen_stages, and their output norms."""
-        last = self._level_ends[min(self.frozen_stages, len(self._level_ends) - 1)]
+        """The largest trunk modules lying wholly in stages 0..frozen_stages, and their levels' output norms."""
+        last = self._stage_ends[min(self.frozen_stages, len(self._stage_ends) - 1)]
         mods, taken_until = [], -1
         for name, module in self.trunk.named_modules():
             start, end = self._spans[name]
@@ -157,7 +178,7 @@ class TimmBackbone(DenseBackbone):
                 continue
             mods.append(module)
             taken_until = end
-        return mods + [self.out_norms[i] for i in range(min(self.frozen_stages + 1, self.num_stages))]
+        return mods + [norm for norm, stage in zip(self.out_norms, self.level_stages) if stage <= self.frozen_stages]
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -171,16 +192,15 @@ class TimmBackbone(DenseBackbone):
         super()._freeze()
         if self.frozen_stages >= 0:  # parameters held directly by a container that spans later levels
             for name, p in self.trunk.named_parameters():
-                if self._param_level[name] <= self.frozen_stages:
+                if self._param_stage[name] <= self.frozen_stages:
                     p.requires_grad = False
 
     # ---- lr decay --------------------------------------------------------------------------------------
-    def get_layer_depth(self, param_name: str, mode: str = 'layer_wise') -> Tuple[int, int]:
-        """Level i -> depth i; output norms and anything past the last level -> ``num_levels``.
-        'layer_wise' is 'stage_wise' here (no per-block grouping is known for an arbitrary model)."""
-        if mode not in ('layer_wise', 'stage_wise'):
-            raise ValueError(f"mode must be 'layer_wise' or 'stage_wise', got '{mode}'")
-        num = self.num_stages + 1
+    def param_depth(self, param_name: str, mode: str) -> Tuple[int, int]:
+        """The stem -> 0, stage k -> k; output norms and anything past the last level -> the last depth
+        (``num_dense_stages + 1``). 'layer_wise' is 'stage_wise' here (no per-block grouping is known for an
+        arbitrary model)."""
+        num = self.num_dense_stages + 2
         if param_name.startswith('trunk.'):
-            return min(self._param_level.get(param_name[len('trunk.'):], num - 1), num - 1), num
+            return min(self._param_stage.get(param_name[len('trunk.'):], num - 1), num - 1), num
         return num - 1, num

@@ -43,7 +43,7 @@ For ImageNet classification use timm's own model (``timm.create_model('deit_smal
 trunk has exactly these parameter names, so weights move between the two without conversion.
 """
 from functools import partial
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -56,7 +56,7 @@ from vitdense.registry import MODELS
 from ..layers import (init_transformer_weights, pad_to_multiple, window_padding_mask, window_partition,
                       window_reverse)
 from ..necks.simple_pyramid import SimpleFeaturePyramid
-from .base import DenseBackbone
+from .base import DenseBackbone, stochastic_depth
 
 
 def resize_rel_pos_table(table: torch.Tensor, length: int) -> torch.Tensor:
@@ -128,7 +128,7 @@ def windowed_attention(attn: nn.Module, x: torch.Tensor, hw: Tuple[int, int], wi
     B, N, C = x.shape
     H, W = hw
     window = (window_size, window_size)
-    x = pad_to_multiple(x.view(B, H, W, C), window)
+    x = pad_to_multiple(x.view(B, H, W, C), window, channels_last=True)
     Hp, Wp = x.shape[1:3]
     windows = window_partition(x, window)
     x = attn(windows, window, attn_mask=key_mask) if rel_pos else attn(windows, attn_mask=key_mask)
@@ -136,12 +136,14 @@ def windowed_attention(attn: nn.Module, x: torch.Tensor, hw: Tuple[int, int], wi
 
 
 class ViTBlock(Block):
-    """timm's pre-norm ViT block (same parameters), attending globally or inside windows of the grid; with
-    ``rel_pos_grid`` (the model's grid) its attention carries decomposed relative position tables sized for
-    its extent: the window in windowed blocks, ``rel_pos_grid`` in global ones."""
+    """timm's pre-norm ViT block (same parameters; LayerNorm eps 1e-6 unless ``norm_layer`` says otherwise),
+    attending globally or inside windows of the grid; with ``rel_pos_grid`` (the model's grid) its attention
+    carries decomposed relative position tables sized for its extent: the window in windowed blocks,
+    ``rel_pos_grid`` in global ones."""
 
     def __init__(self, dim: int, num_heads: int, window_size: int = 0,
                  rel_pos_grid: Optional[Tuple[int, int]] = None, **kwargs):
+        kwargs.setdefault('norm_layer', partial(nn.LayerNorm, eps=1e-6))
         super().__init__(dim, num_heads, **kwargs)
         self.window_size = window_size
         if rel_pos_grid is not None:  # the same attention parameters as timm's, plus the two tables
@@ -154,17 +156,14 @@ class ViTBlock(Block):
         return x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
 
 
-def vit_blocks(embed_dim: int, depth: int, num_heads: int, mlp_ratio: float, qkv_bias: bool,
-               drop_path_rate: float, window_size: int, global_attn_indexes: Sequence[int],
-               rel_pos_grid: Optional[Tuple[int, int]] = None) -> nn.ModuleList:
-    """timm-layout ViT blocks (LayerNorm eps 1e-6, drop path linear over blocks as timm), windowed except the
-    ``global_attn_indexes`` (window_size 0: all global); ``rel_pos_grid``: see :class:`ViTBlock`."""
-    dpr = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
-    return nn.ModuleList([
-        ViTBlock(embed_dim, num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, drop_path=dpr[i],
-                 norm_layer=partial(nn.LayerNorm, eps=1e-6),
-                 window_size=0 if i in global_attn_indexes else window_size, rel_pos_grid=rel_pos_grid)
-        for i in range(depth)])
+def encoder_blocks(make_block: Callable[..., nn.Module], depth: int, drop_path_rate: float, *,
+                   window_size: int = 0, global_attn_indexes: Sequence[int] = ()) -> nn.ModuleList:
+    """The ``depth`` blocks of a token encoder (ViT, hybrid ViT, CeiT): ``make_block(drop_path=, window_size=)``
+    with drop path linear over the blocks (:func:`~vitdense.models.backbones.base.stochastic_depth`) and
+    windowed attention except in the ``global_attn_indexes`` (``window_size`` 0: global everywhere)."""
+    rates = stochastic_depth(drop_path_rate, [depth])[0]
+    return nn.ModuleList([make_block(drop_path=rate, window_size=0 if i in global_attn_indexes else window_size)
+                          for i, rate in enumerate(rates)])
 
 
 class TokenEncoder:
@@ -196,6 +195,12 @@ class TokenEncoder:
         if self.cls_token is not None:
             x = torch.cat([self.cls_token.expand(B, -1, -1), x], dim=1)
         return x + pos_embed, (H, W)
+
+    def freeze_token_embeddings(self) -> None:
+        """No gradients for the class token and position embedding (bare parameters, in no frozen module)."""
+        for p in (self.cls_token, self.pos_embed):
+            if p is not None:
+                p.requires_grad = False
 
     def key_mask(self, x: torch.Tensor, hw: Tuple[int, int]) -> Optional[torch.Tensor]:
         ws = getattr(self, 'window_size', 0)
@@ -275,13 +280,11 @@ class PlainBackbone(TokenEncoder, DenseBackbone):
 
     def _freeze(self) -> None:
         super()._freeze()
-        if self.frozen_stages >= 0:  # the stem's bare parameters
-            for p in (self.cls_token, self.pos_embed):
-                if p is not None:
-                    p.requires_grad = False
+        if self.frozen_stages >= 0:  # they belong to the stem
+            self.freeze_token_embeddings()
 
     # ---- lr decay -------------------------------------------------------------------------------------
-    def get_layer_depth(self, param_name: str, mode: str = 'layer_wise') -> Tuple[int, int]:
+    def param_depth(self, param_name: str, mode: str) -> Tuple[int, int]:
         """layer_wise: stem 0, block i i + 1, the rest (pyramid, output norms) depth + 1 (ViTDet / BEiT);
         stage_wise: stem 0, stage s (a group of blocks) s + 1, the rest 5."""
         parts = param_name.split('.')
@@ -293,8 +296,6 @@ class PlainBackbone(TokenEncoder, DenseBackbone):
             if parts[0] == 'blocks':
                 return self.block_stage[int(parts[1])] + 1, num
             return num - 1, num
-        if mode != 'layer_wise':
-            raise ValueError(f"mode must be 'layer_wise' or 'stage_wise', got '{mode}'")
         num = self.depth + 2
         if is_stem:
             return 0, num
@@ -355,8 +356,10 @@ class VisionTransformer(PlainBackbone):
                                       embed_dim=embed_dim, output_fmt='NHWC', strict_img_size=False,
                                       dynamic_img_pad=True)
         grid = tuple(size // patch_size for size in to_2tuple(img_size))
-        self.blocks = vit_blocks(embed_dim, depth, num_heads, mlp_ratio, qkv_bias, drop_path_rate, window_size,
-                                 self.global_attn_indexes, rel_pos_grid=grid if use_rel_pos else None)
+        self.blocks = encoder_blocks(
+            partial(ViTBlock, embed_dim, num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias,
+                    rel_pos_grid=grid if use_rel_pos else None),
+            depth, drop_path_rate, window_size=window_size, global_attn_indexes=self.global_attn_indexes)
         self._init_dense(embed_dim, img_size, with_cls_token, with_cp)
         self.blocks.apply(init_transformer_weights)
         self._freeze()

@@ -55,16 +55,15 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from timm.layers import LayerNorm2d, StdConv2d, StdConv2dSame, to_2tuple
 from timm.models.resnetv2 import ResNetV2, create_resnetv2_stem
 
 from vitdense.registry import MODELS
-from ..layers import init_transformer_weights
+from ..layers import init_transformer_weights, pad_to_multiple
 from ..necks.simple_pyramid import SimpleFeaturePyramid
 from .base import DenseBackbone
-from .vit import PlainBackbone, TokenEncoder, vit_blocks
+from .vit import PlainBackbone, TokenEncoder, ViTBlock, encoder_blocks
 
 RESNET_WIDTHS = (256, 512, 1024, 2048)
 
@@ -107,10 +106,8 @@ class HybridPatchEmbed(nn.Module):
                 x = part(x)
             if self.stem_only or i > 0:
                 maps.append(x)
-        p = self.patch_size
-        if p > 1:  # bottom/right zero padding to whole patches (timm's dynamic_img_pad)
-            x = F.pad(x, (0, (-x.shape[-1]) % p, 0, (-x.shape[-2]) % p))
-        return maps, self.proj(x).permute(0, 2, 3, 1)
+        # bottom/right zero padding to whole patches (timm's dynamic_img_pad)
+        return maps, self.proj(pad_to_multiple(x, self.patch_size)).permute(0, 2, 3, 1)
 
 
 @MODELS.register_module()
@@ -170,8 +167,9 @@ class HybridVisionTransformer(TokenEncoder, DenseBackbone):
         self.patch_embed = HybridPatchEmbed(cnn, cnn_channels[-1], embed_dim, patch_size)
         self.patch_embed.with_cp = with_cp
         self.num_cnn_stages = len(layers)
-        self.blocks = vit_blocks(embed_dim, depth, num_heads, mlp_ratio, qkv_bias, drop_path_rate, window_size,
-                                 self.global_attn_indexes)
+        self.blocks = encoder_blocks(
+            partial(ViTBlock, embed_dim, num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias),
+            depth, drop_path_rate, window_size=window_size, global_attn_indexes=self.global_attn_indexes)
         # timm's grid: the ResNet map at img_size ('SAME': ceil), then whole patches
         img_size = to_2tuple(img_size)
         self._init_tokens(embed_dim, tuple(-(-s // self.cnn_strides[-1]) // patch_size for s in img_size),
@@ -244,17 +242,15 @@ class HybridVisionTransformer(TokenEncoder, DenseBackbone):
 
     def _freeze(self) -> None:
         super()._freeze()
-        if self.frozen_stages >= self.stage_units['pos_embed']:  # bare parameters, not modules
-            for p in (self.cls_token, self.pos_embed):
-                if p is not None:
-                    p.requires_grad = False
+        if self.frozen_stages >= self.stage_units['pos_embed']:
+            self.freeze_token_embeddings()
 
     # ---- lr decay -------------------------------------------------------------------------------------
     def _unit_of(self, param_name: str) -> Optional[str]:
         matches = [u for u in self.stage_units if param_name == u or param_name.startswith(u + '.')]
         return max(matches, key=len) if matches else None
 
-    def get_layer_depth(self, param_name: str, mode: str = 'layer_wise') -> Tuple[int, int]:
+    def param_depth(self, param_name: str, mode: str) -> Tuple[int, int]:
         """layer_wise: stem 0, ResNet stage j j + 1, projection / class token / position embedding n + 1,
         block i n + 2 + i, the rest (pyramid, output norms) last; stage_wise: the freezing stages 0..4, the
         pyramid and output norms 5 (as for Swin / ConvNeXt / ViT)."""
@@ -264,8 +260,6 @@ class HybridVisionTransformer(TokenEncoder, DenseBackbone):
             if unit is None or unit.startswith(('pyramid.', 'out_norms.')):
                 return num - 1, num
             return self.stage_units[unit], num
-        if mode != 'layer_wise':
-            raise ValueError(f"mode must be 'layer_wise' or 'stage_wise', got '{mode}'")
         n = self.num_cnn_stages
         num = n + self.depth + 3
         parts = param_name.split('.')
