@@ -50,8 +50,8 @@ Layouts (``layout=``):
   last stage at 224) pytorch-boat lets an image attend to 20 tokens of the next image in the batch, here
   the 49 tokens attend to each other.
 
-Image-space attention: BOAT-Swin reuses :mod:`.swin` (window attention, padding, shift masks, patch merging)
-by subclassing; BOAT-CSWin has a batched cross-shaped window attention: half the heads in vertical stripes
+Image-space attention: BOAT-Swin is :class:`~vitdense.models.backbones.SwinTransformer` (its constructor, window
+attention, padding, shift masks, patch merging) with BOAT blocks chosen by ``build_block``; BOAT-CSWin has a batched cross-shaped window attention: half the heads in vertical stripes
 (full height, width sw), half in horizontal ones, all stripes of all images in one SDPA call per direction,
 maps zero-padded to a whole number of stripes with the padded keys masked, LePE (depthwise 3x3 conv on V
 inside each stripe); the last stage attends globally. Stem: conv 7x7 stride 4 + LN, merging: conv 3x3
