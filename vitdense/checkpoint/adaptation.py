@@ -42,16 +42,15 @@ class CheckpointAdaptation:
     def rename_keys(self, new_key: Callable[[str], str], note: str = None) -> int:
         """Rename every key ``k`` to ``new_key(k)`` (order kept); ``note`` is recorded when anything moved.
         Returns how many keys moved."""
-        out, moved = {}, 0
+        out, renamed, moved = {}, {}, 0
         for key, value in self.state_dict.items():
             target = new_key(key)
-            if target != key:
-                moved += 1
-                origin = self.renamed.pop(key, key)
-                if target != origin:
-                    self.renamed[target] = origin
+            moved += target != key
+            origin = self.origin(key)
+            if target != origin:
+                renamed[target] = origin
             out[target] = value
-        self.state_dict = out
+        self.state_dict, self.renamed = out, renamed
         if moved and note:
             self.note(note)
         return moved
@@ -122,7 +121,3 @@ class CheckpointAdaptation:
         for key, why in self.dropped.items():
             out.setdefault(why, []).append(key)
         return out
-
-    @property
-    def changed_nothing(self) -> bool:
-        return not (self.renamed or self.dropped or self.resized or self.notes)

@@ -9,8 +9,9 @@
 * ``get_layer_depth(param_name, mode)`` -> ``(depth, num_depths)`` for layer-wise ('layer_wise') or
   stage-wise ('stage_wise') lr decay; the optimizer constructor asks the backbone, never its class name.
 * ``init_cfg=dict(type='Pretrained', checkpoint=PATH)`` loads ImageNet / timm / official / vitdense
-  checkpoints through :mod:`vitdense.checkpoint` (key remapping, position-table interpolation, a report);
-  ``checkpoint=None`` starts from the backbone's own initialisation.
+  checkpoints through :func:`vitdense.checkpoint.load_pretrained`, which asks the backbone's own
+  :meth:`DenseBackbone.adapt_checkpoint` (key remapping, position-table interpolation, what it drops and why)
+  and reports it; ``checkpoint=None`` starts from the backbone's own initialisation.
 """
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 

@@ -5,24 +5,13 @@ renames, drops with their reasons, resizes, notes); :func:`load_pretrained` does
 way and its report prints the adaptation as it is.
 """
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List
+from typing import Dict, List, Optional
 
 import torch
 from mmengine.logging import print_log
 
 from .adaptation import CheckpointAdaptation
 from .io import CheckpointError, extract_state_dict, is_full_model, load_checkpoint_file
-
-# families whose adaptation has not moved into their backbone class yet (removed family by family)
-CONVERTERS: Dict[str, Callable] = {}
-
-
-def register_converter(*class_names: str):
-    def wrap(fn):
-        for name in class_names:
-            CONVERTERS[name] = fn
-        return fn
-    return wrap
 
 
 def _short(keys, limit=6):
@@ -33,11 +22,12 @@ def _short(keys, limit=6):
 @dataclass
 class LoadReport:
     path: str
-    adaptation: CheckpointAdaptation = None
+    adaptation: Optional[CheckpointAdaptation] = None  # what the model did to the checkpoint, as it returned it
     loaded: List[str] = field(default_factory=list)
     dropped: List[str] = field(default_factory=list)   # after adaptation, in the checkpoint, not in the model
     missing: List[str] = field(default_factory=list)   # in the model, not in the checkpoint
     notes: List[str] = field(default_factory=list)     # where the tensors came from, then the adaptation's notes
+    model_parts: Optional[List[str]] = None  # a whole model's top-level parts besides 'backbone'; None: a backbone
 
     def summary(self) -> str:
         a = self.adaptation or CheckpointAdaptation.of({})
@@ -60,27 +50,10 @@ class LoadReport:
         return '\n'.join(lines)
 
 
-def adapt_checkpoint(model: torch.nn.Module, sd: Dict[str, torch.Tensor]) -> CheckpointAdaptation:
-    """``model.adapt_checkpoint(sd)``; names kept as they are for a module without one."""
-    legacy = CONVERTERS.get(type(model).__name__)
-    if legacy is not None:
-        notes = []
-        converted = legacy(dict(sd), model, notes)
-        adaptation = CheckpointAdaptation(state_dict=converted, notes=notes)
-        adaptation.dropped = {k: 'removed by the family converter' for k in sd if k not in converted}
-        return adaptation
+def _adapt(model: torch.nn.Module, sd: Dict[str, torch.Tensor]) -> CheckpointAdaptation:
+    """``model.adapt_checkpoint(sd)``; the names as they are for a module without that method."""
     method = getattr(model, 'adapt_checkpoint', None)
-    if method is None:
-        return CheckpointAdaptation.of(sd)
-    return method(dict(sd))
-
-
-def convert_state_dict(sd: Dict[str, torch.Tensor], model: torch.nn.Module, notes: list = None):
-    """The adapted state dict alone (``model.adapt_checkpoint(sd).state_dict``), its notes added to ``notes``."""
-    adaptation = adapt_checkpoint(model, sd)
-    if notes is not None:
-        notes.extend(adaptation.notes)
-    return adaptation.state_dict
+    return CheckpointAdaptation.of(sd) if method is None else method(dict(sd))
 
 
 def load_pretrained(model: torch.nn.Module, path: str, prefix: str = None, logger='current') -> LoadReport:
@@ -92,11 +65,11 @@ def load_pretrained(model: torch.nn.Module, path: str, prefix: str = None, logge
     report = LoadReport(path=str(path))
     sd = extract_state_dict(load_checkpoint_file(path), str(path), prefix)
     if prefix is None and is_full_model(sd):
-        others = sorted({k.split('.')[0] for k in sd if not k.startswith('backbone.')})
+        others = report.model_parts = sorted({k.split('.')[0] for k in sd if not k.startswith('backbone.')})
         report.notes.append(f"this is a full model checkpoint ({', '.join(others) or 'backbone only'}); "
                             "using its 'backbone.' weights")
         sd = {k[9:]: v for k, v in sd.items() if k.startswith('backbone.')}
-    report.adaptation = adapt_checkpoint(model, sd)
+    report.adaptation = _adapt(model, sd)
     report.notes += report.adaptation.notes
     sd = report.adaptation.state_dict
 
