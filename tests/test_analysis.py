@@ -205,6 +205,16 @@ def test_reference_lookup():
         analysis.reference_backbone(nn.Linear(2, 2))
 
 
+def test_reference_lookup_is_by_class_not_by_class_name():
+    """A subclass (another network) and another library's class of the same name get no reference."""
+    from mmdet.models.backbones import SwinTransformer as MMDetSwinTransformer
+    from vitdense.models.backbones import BOATSwin
+    for other in (BOATSwin(arch=TINY_SWIN), MMDetSwinTransformer(embed_dims=16, depths=(2, 1, 2, 1),
+                                                                   num_heads=(1, 2, 2, 4))):
+        with pytest.raises(ValueError, match=f'no reference implementation registered for {type(other).__name__}'):
+            analysis.reference_backbone(other)
+
+
 def test_benchmark_helpers_parse_sizes_and_time_one_call():
     import argparse
     assert analysis.parse_size('800x1216') == (800, 1216) and analysis.parse_size('512X512') == (512, 512)

@@ -12,29 +12,26 @@ SRC may be
   * a whole vitdense / mmdet / mmseg detector or segmentor checkpoint: only its backbone is taken, and the tool
     says so (to evaluate or keep training that model itself, give it to tools/test.py or --resume instead).
 
-What happens: the config's model.backbone is built (random weights; its init_cfg is ignored), SRC is read with
-torch.load(weights_only=True), its backbone part is remapped to vitdense's names by the family's converter
-(vitdense.checkpoint), position tables are resized to the config (relative-position tables to its window,
-absolute position embeddings to its image size), classifier heads are dropped, and DST is written as
-{'state_dict': <backbone tensors>, 'meta': {...}}. DST is then loaded back into a fresh backbone to verify it.
+What happens: the config's model.backbone is built once (random weights; its init_cfg is ignored), SRC is read with
+torch.load(weights_only=True), and its backbone part goes through the backbone's own adapt_checkpoint (the family's
+names for timm / official / mmdet layouts, classifier heads dropped, relative-position tables resized to the
+config's window and absolute position embeddings to its image size), then into the backbone. DST is written as
+{'state_dict': <backbone tensors>, 'meta': {...}} and read back to check that the backbone takes it as it is.
 Point the config at it with model.backbone.init_cfg=dict(type='Pretrained', checkpoint=DST).
 
-The report lists what was mapped, dropped (in SRC, no place in the backbone) and missing (in the backbone, not in
-SRC: left at their initialisation, e.g. the output norms dense heads add). Errors are one line, exit status 2.
+The report prints that adaptation as it is: renamed (backbone name <- SRC name), resized, dropped (on purpose, with
+why; or with no place in the backbone) and missing (in the backbone, not in SRC: left at their initialisation, e.g.
+the output norms dense heads add). Errors are one line, exit status 2.
 """
 import argparse
 import os
-import re
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
-from vitdense.apis import DictAction  # noqa: E402
+from mmengine.config import DictAction  # noqa: E402
 
 DENSE_PARTS = ('neck', 'rpn_head', 'roi_head', 'bbox_head', 'mask_head', 'decode_head', 'auxiliary_head')
-# what family converters discard on purpose: classifier parts and buffers the backbone rebuilds itself
-CLASSIFIER_OR_BUFFER = re.compile(r'^(head|head_dist|fc|classifier|norm|fc_norm|pre_logits|lca|pos_layer_embed|'
-                                  r'dist_token|conv_head|bn2)(\.|$)|(relative_position_index|attn_mask)$')
 
 
 def parse_args(argv=None):
@@ -42,8 +39,9 @@ def parse_args(argv=None):
     parser.add_argument('src', help='checkpoint to convert (.pth / .pt / .bin readable by torch.load)')
     parser.add_argument('dst', help='where to write the backbone checkpoint (.pth)')
     parser.add_argument('--config', required=True,
-                        help='target vitdense config (detection, segmentation or classification); its '
-                             'model.backbone decides the family, the arch, the window and the image size')
+                        help='target vitdense config (detection, segmentation or classification), a file or a '
+                             'shipped config name; its model.backbone decides the family, the arch, the window '
+                             'and the image size')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config entries first, e.g. model.backbone.window_size=12 '
                              'model.backbone.img_size=512')
@@ -53,11 +51,11 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def describe_source(sd, prefix):
-    """One line saying what kind of checkpoint SRC is, when it is more than a bare backbone."""
-    if prefix or not any(k.startswith('backbone.') for k in sd):
+def describe_source(parts):
+    """One line saying what kind of checkpoint SRC is, when it is more than a bare backbone (``parts``: the
+    top-level parts of a whole model besides its backbone, None for a backbone checkpoint)."""
+    if parts is None:
         return None
-    parts = sorted({k.split('.')[0] for k in sd if not k.startswith('backbone.')})
     dense = [p for p in parts if p in DENSE_PARTS]
     if dense:
         return (f"SRC is a whole detection / segmentation model ({', '.join(['backbone'] + parts)}), not a "
@@ -68,17 +66,6 @@ def describe_source(sd, prefix):
             'the rest (head) dropped')
 
 
-def discarded_by_converter(sd, backbone):
-    """SRC tensors the family's converter removed before matching (classifier, rebuilt buffers)."""
-    from vitdense.checkpoint import convert_state_dict
-    if any(k.startswith('backbone.') for k in sd):
-        sd = {k[len('backbone.'):]: v for k, v in sd.items() if k.startswith('backbone.')}
-    converted = convert_state_dict(sd, backbone, [])
-    removed = [k for k in sd if k not in converted]
-    renamed = any(k not in sd for k in converted)
-    return removed if not renamed else [k for k in removed if CLASSIFIER_OR_BUFFER.search(k)]
-
-
 def listing(title, keys, verbose, limit=8):
     if not keys:
         return []
@@ -87,52 +74,62 @@ def listing(title, keys, verbose, limit=8):
     return [f'{title} ({len(keys)}): ' + ', '.join(shown) + more]
 
 
+def report_lines(report, verbose):
+    """The load report of ``report`` (:class:`vitdense.checkpoint.LoadReport`), its adaptation as it is."""
+    adaptation = report.adaptation
+    lines = listing('mapped', report.loaded, verbose, limit=4)
+    lines += listing('renamed (backbone <- SRC)', [f'{k} <- {v}' for k, v in adaptation.renamed.items()], verbose,
+                     limit=4)
+    lines += listing('resized (SRC -> backbone shape)',
+                     [f'{k} {old} -> {new}' for k, (old, new) in adaptation.resized.items()], verbose, limit=4)
+    # on purpose first (the adaptation's reasons), then what the backbone has no name for, under SRC's names
+    no_place = [adaptation.origin(k) for k in report.dropped]
+    lines += listing('dropped (in SRC, no place in the backbone)', list(adaptation.dropped) + no_place, verbose)
+    reasons = list(adaptation.dropped_by_reason().items())
+    if no_place:
+        reasons.append(('no tensor of that name in the backbone', no_place))
+    lines += [f'  why: {why} ({len(keys)})' for why, keys in reasons]
+    lines += listing('missing (left at their initialisation)', report.missing, verbose)
+    return lines
+
+
 def convert(args):
     import torch
-    from mmengine.config import Config
 
+    import vitdense.models  # noqa: F401  (registers the backbones)
     from vitdense.checkpoint import CheckpointError, extract_state_dict, load_checkpoint_file, load_pretrained
-    from vitdense.transfer import build_backbone
+    from vitdense.registry import MODELS
+    from vitdense.zoo import read_config
 
-    if not os.path.isfile(args.config):
-        raise CheckpointError(f'config not found: {args.config}')
-    cfg = Config.fromfile(args.config)
+    cfg = read_config(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     if 'model' not in cfg or 'backbone' not in cfg.model:
         raise CheckpointError(f'{args.config} has no model.backbone to convert for')
-    bb = cfg.model.backbone.to_dict()
-    bb['init_cfg'] = None
-    backbone = build_backbone(bb)
+    backbone = MODELS.build({**cfg.model.backbone.to_dict(), 'init_cfg': None})
     backbone_name = type(backbone).__name__
 
-    sd = extract_state_dict(load_checkpoint_file(args.src), args.src, args.prefix)
-    lines = []
-    kind = describe_source(sd, args.prefix)
-    if kind:
-        lines.append(f'note: {kind}')
     report = load_pretrained(backbone, args.src, prefix=args.prefix, logger='silent')
-    dropped = discarded_by_converter(sd, build_backbone(bb)) + report.dropped
+    kind = describe_source(report.model_parts)
     own = backbone.state_dict()
     converted = {k: own[k].clone() for k in report.loaded}
     os.makedirs(os.path.dirname(os.path.abspath(args.dst)), exist_ok=True)
-    meta = dict(source=os.path.abspath(args.src), config=os.path.abspath(args.config), backbone=backbone_name,
+    meta = dict(source=os.path.abspath(args.src), config=os.path.abspath(cfg.filename), backbone=backbone_name,
                 converted_by='tools/convert_checkpoint.py')
     torch.save(dict(state_dict=converted, meta=meta), args.dst)
 
-    # the written file loads as it is into a fresh backbone of the config: nothing dropped, same tensors
-    fresh = build_backbone(bb)
-    check = load_pretrained(fresh, args.dst, logger='silent')
-    fresh_sd = fresh.state_dict()
-    if check.dropped or any(not torch.equal(fresh_sd[k], v) for k, v in converted.items()):
-        raise CheckpointError(f'{args.dst} did not load back into {backbone_name} as written; please report this')
+    # the written file is the backbone's own: its adaptation changes nothing and every tensor comes back equal
+    written = extract_state_dict(load_checkpoint_file(args.dst), args.dst)
+    check = backbone.adapt_checkpoint(written)
+    if (check.renamed or check.dropped or check.resized or written.keys() != converted.keys()
+            or any(not torch.equal(written[k], v) for k, v in converted.items())):
+        raise CheckpointError(f'{args.dst} did not read back into {backbone_name} as written; please report this')
 
+    lines = [f'note: {kind}'] if kind else []
     lines += [f'{backbone_name} from {args.config}: mapped {len(report.loaded)} of its {len(own)} tensors '
               f'from {args.src}']
     lines += [f'note: {n}' for n in report.notes if not n.startswith('this is a full model checkpoint')]
-    lines += listing('mapped', report.loaded, args.verbose, limit=4)
-    lines += listing('dropped (in SRC, no place in the backbone)', dropped, args.verbose)
-    lines += listing('missing (left at their initialisation)', report.missing, args.verbose)
+    lines += report_lines(report, args.verbose)
     lines.append(f"wrote {args.dst}; use it with model.backbone.init_cfg=dict(type='Pretrained', "
                  f"checkpoint='{args.dst}')")
     return lines
@@ -140,10 +137,10 @@ def convert(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    from vitdense.checkpoint import CheckpointError
+    from vitdense.errors import UserError
     try:
         lines = convert(args)
-    except (CheckpointError, ValueError, KeyError) as err:
+    except (UserError, ValueError, KeyError) as err:
         message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         print(f'error: {message}', file=sys.stderr)
         return 2

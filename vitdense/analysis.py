@@ -475,26 +475,30 @@ def is_model_config(cfg) -> bool:
 
 
 # ---- speed and memory -------------------------------------------------------------------------------
-# Reference implementations to benchmark a vitdense backbone against, keyed by its class name. Each builder
-# takes the vitdense backbone and returns an nn.Module with the same architecture, taking NCHW images and
+# Reference implementations to benchmark a vitdense backbone against, keyed by its registered vitdense name and
+# found by class identity (a subclass, or another library's class of the same name, is another network). Each
+# builder takes the vitdense backbone and returns an nn.Module with the same architecture, taking NCHW images and
 # returning a sequence of NCHW maps (so it can also stand in for the backbone inside a full model).
 REFERENCE_BACKBONES: Dict[str, Tuple[str, Callable[[nn.Module], nn.Module]]] = {}
 
 
-def register_reference(class_name: str, description: str):
+def register_reference(registered_name: str, description: str):
     def wrap(builder):
-        REFERENCE_BACKBONES[class_name] = (description, builder)
+        REFERENCE_BACKBONES[registered_name] = (description, builder)
         return builder
     return wrap
 
 
 def reference_backbone(backbone: nn.Module) -> Tuple[str, nn.Module]:
     """(description, module) of the reference implementation for ``backbone``; one-line error if none."""
-    name = type(backbone).__name__
-    if name not in REFERENCE_BACKBONES:
-        raise ValueError(f'no reference implementation registered for {name}; known: '
+    import vitdense.models  # noqa: F401  (registers the backbones)
+    from vitdense.registry import MODELS
+    entry = next((entry for name, entry in REFERENCE_BACKBONES.items()
+                  if MODELS.module_dict.get(name) is type(backbone)), None)
+    if entry is None:
+        raise ValueError(f'no reference implementation registered for {type(backbone).__name__}; known: '
                          f'{sorted(REFERENCE_BACKBONES)} (add one with vitdense.analysis.register_reference)')
-    description, builder = REFERENCE_BACKBONES[name]
+    description, builder = entry
     reference = builder(backbone)
     reference.eval()  # (some train() overrides, e.g. mmdet's Swin, return None)
     return description, reference

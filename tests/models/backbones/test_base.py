@@ -1,9 +1,11 @@
-"""What every backbone family shares through DenseBackbone: torch.compile takes each one as a single graph."""
+"""The backbone contract (tests/models/backbones/contract.py) for every family vitdense ships: torch.compile takes each
+one as a single graph, activation checkpointing, the pyramid, and its own checkpoint loading as it is."""
 import contextlib
 
 import pytest
 import torch
 
+from tests.models.backbones import contract
 from vitdense.registry import MODELS
 
 # Narrow versions of each family (the code paths of the full models, CPU-test sizes); the ViT with windows
@@ -40,46 +42,16 @@ def test_torch_compile_takes_the_whole_backbone_as_one_graph(name):
     """fullgraph=True raises at the first graph break; the captured graph (run by the eager backend, so the
     test needs no C++ compiler) gives the eager outputs, for two input sizes (a recompile each: BOAT's
     clustering layout and the window paddings depend on the size) in training mode."""
-    model = build_small(name)
-    compiled = torch.compile(model, backend='eager', fullgraph=True, dynamic=False)
     # dynamo wraps nn.LSTM only when told to; scoped to the traced calls, as Sequencer2D's docstring shows users
-    tracing = torch._dynamo.config.patch(allow_rnn=True) if name == 'Sequencer2D' else contextlib.nullcontext()
-    for hw in ((64, 96), (50, 68)):
-        x = torch.randn(1, 3, *hw)
-        expected = model(x)
-        with tracing:
-            outputs = compiled(x)
-        assert len(outputs) == len(expected) == 4
-        for out, ref in zip(outputs, expected):
-            assert out.shape == ref.shape
-            torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
+    tracing = (lambda: torch._dynamo.config.patch(allow_rnn=True)) if name == 'Sequencer2D' else contextlib.nullcontext
+    contract.check_compiles_as_one_graph(build_small(name), tracing)
 
 
 @pytest.mark.parametrize('name', sorted(SMALL_BACKBONES))
 def test_with_cp_gives_the_same_outputs_and_gradients(name, monkeypatch):
     """Activation checkpointing (``with_cp=True``) really checkpoints and changes neither the outputs nor any
     gradient, in every family."""
-    import torch.utils.checkpoint as cp
-    calls = []
-    real_checkpoint = cp.checkpoint
-    monkeypatch.setattr(cp, 'checkpoint', lambda fn, *a, **k: calls.append(fn) or real_checkpoint(fn, *a, **k))
-    x = torch.randn(1, 3, 64, 96)
-    outputs, grads = [], []
-    for with_cp in (False, True):
-        torch.manual_seed(0)
-        model = build_small(name, with_cp=with_cp)
-        calls.clear()
-        y = model(x)
-        assert bool(calls) == with_cp
-        sum((o ** 2).mean() for o in y).backward()
-        outputs.append(y)
-        grads.append({n: p.grad for n, p in model.named_parameters()})
-    for a, b in zip(*outputs):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
-    assert grads[0].keys() == grads[1].keys()
-    for n, g in grads[0].items():
-        assert g is not None, f'{n} got no gradient'
-        torch.testing.assert_close(g, grads[1][n], rtol=1e-4, atol=1e-6, msg=n)
+    contract.check_with_cp(lambda **overrides: build_small(name, **overrides), monkeypatch)
 
 
 def block_drop_rates(model):
@@ -117,3 +89,18 @@ def test_layer_depth_mode_is_checked_once_for_every_backbone():
     for name in SMALL_BACKBONES:
         with pytest.raises(ValueError, match="mode must be 'layer_wise' or 'stage_wise', got 'block_wise'"):
             build_small(name).get_layer_depth('', 'block_wise')
+
+
+
+@pytest.mark.parametrize('name', sorted(SMALL_BACKBONES))
+def test_pyramid_and_input_check(name):
+    # TimmBackbone keeps the map sizes of the timm model it wraps (floor(H / s) through unpadded strided convs,
+    # e.g. test_convnext's stem): the contract's ceil sizes hold where H and W are multiples of 32
+    sizes = ((64, 96), (96, 128)) if name == 'TimmBackbone' else contract.SIZES
+    contract.check_pyramid(build_small(name), sizes)
+
+
+@pytest.mark.parametrize('name', sorted(SMALL_BACKBONES))
+def test_own_checkpoint_loads_as_it_is(name, tmp_path):
+    """Each family's adapt_checkpoint leaves the family's own state dict alone, and it loads completely."""
+    contract.check_own_checkpoint_round_trip(build_small(name), build_small(name), tmp_path / 'own.pth')

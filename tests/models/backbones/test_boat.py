@@ -843,3 +843,24 @@ def test_in1k_config_backbone_is_timm_swin_plus_restated_content_attention_at_22
         outs = ours(x)
     for a, b in zip(outs, expected):
         assert a.shape == b.shape and rel_err(a, b) <= 1e-5
+
+
+def test_boat_swin_adaptation_extends_swins():
+    """BOATSwin.adapt_checkpoint is Swin's (patch merging moved, classifier dropped) plus its own FSLA renames,
+    every rename recorded against the checkpoint's name."""
+    sd = pytorch_boat_swin_state_dict()
+    adaptation = BOATSwin(arch=SMALL_SWIN, layout='pytorch-boat').adapt_checkpoint(sd)
+    renamed = adaptation.renamed
+    assert renamed['layers.2.downsample.reduction.weight'] == 'layers.1.downsample.reduction.weight'  # Swin's
+    assert renamed['layers.1.blocks.1.fsla.lepe.bias'] == 'layers.1.blocks.1.attnC.get_v.bias'        # BOAT's
+    assert renamed['layers.0.blocks.1.norm_fsla.weight'] == 'layers.0.blocks.1.norm4.weight'
+    assert set(renamed.values()) == {k for k in sd if '.downsample.' in k or '.attnC.' in k or '.norm4.' in k}
+    buffers = [k for k in sd if k.endswith(('attn_mask', 'relative_position_index'))]
+    assert buffers and adaptation.dropped == {
+        **{k: 'buffer the backbone rebuilds' for k in buffers},
+        **{k: 'classifier head and its final norm' for k in ('norm.weight', 'norm.bias', 'head.weight', 'head.bias')}}
+    assert adaptation.resized == {}
+    assert adaptation.notes[0].startswith('official microsoft/Swin-Transformer layout remapped')
+    assert adaptation.notes[-1].startswith('pytorch-boat BOAT-Swin layout remapped')
+    for key, origin in renamed.items():
+        assert adaptation.state_dict[key] is sd[origin]

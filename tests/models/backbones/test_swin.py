@@ -61,8 +61,6 @@ def test_parity_with_timm_same_weights():
 def test_parity_with_mmdet_after_its_converter(hw):
     mmdet_swin = pytest.importorskip('mmdet.models.backbones.swin')
     from mmdet.models.backbones.swin import swin_converter
-    from vitdense.checkpoint import convert_state_dict
-    from vitdense.checkpoint.swin import official_to_timm  # noqa: F401
 
     timm_model = timm.create_model('swin_tiny_patch4_window7_224', num_classes=0)
     sd = randomize(timm_model.state_dict(), seed=1)
@@ -78,7 +76,7 @@ def test_parity_with_mmdet_after_its_converter(hw):
     converted = {k[len('backbone.'):]: v for k, v in swin_converter(official).items()}  # it adds a prefix
     assert ref.load_state_dict(converted, strict=False).unexpected_keys == ['norm.weight', 'norm.bias']
     ours = SwinTransformer(drop_path_rate=0.0).eval()
-    ours.load_state_dict(convert_state_dict(official, ours), strict=False)
+    ours.load_state_dict(ours.adapt_checkpoint(official).state_dict, strict=False)
     # mmdet's out norms are fresh LayerNorms too: make them equal
     for i in range(4):
         getattr(ref, f'norm{i}').load_state_dict(ours.out_norms[i].state_dict())
@@ -90,7 +88,7 @@ def test_parity_with_mmdet_after_its_converter(hw):
 
     # and the reverse: a state dict in mmdet's layout (e.g. from an mmdet Swin detector) loads into ours
     ours2 = SwinTransformer(drop_path_rate=0.0).eval()
-    ours2.load_state_dict(convert_state_dict(ref.state_dict(), ours2), strict=True)
+    ours2.load_state_dict(ours2.adapt_checkpoint(ref.state_dict()).state_dict, strict=True)
     with torch.no_grad():
         for a, b in zip(ours2(x), ref(x)):
             assert rel_err(a, b) <= 1e-5

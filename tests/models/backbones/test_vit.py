@@ -9,7 +9,7 @@ from timm.layers import resample_abs_pos_embed
 
 from tests.conftest import (REPO, ODD_SIZES, build_model, config_backbone, det_batch, expected_shapes, randomize,
                             rel_err, saved_random_timm, training_step)
-from vitdense.checkpoint import CheckpointError, convert_state_dict, load_pretrained
+from vitdense.checkpoint import CheckpointError, load_pretrained
 from vitdense.models.backbones import VisionTransformer
 
 # DeiT-T width with 4 blocks: the layout of the real archs at a fraction of the CPU time
@@ -46,7 +46,7 @@ def test_timm_state_dicts_load_without_renaming():
 def test_token_parity_with_timm_same_weights():
     ref, sd = random_timm('deit_small_patch16_224', num_classes=10, depth=6)  # DeiT-S, half the depth
     ours = VisionTransformer(dict(embed_dim=384, depth=6, num_heads=6), drop_path_rate=0.0).eval()
-    result = ours.load_state_dict(convert_state_dict(sd, ours), strict=False)
+    result = ours.load_state_dict(ours.adapt_checkpoint(sd).state_dict, strict=False)
     assert not result.unexpected_keys
     assert all(k.startswith(('pyramid.', 'out_norms.')) for k in result.missing_keys)
     x = torch.randn(2, 3, 224, 224)

@@ -9,8 +9,9 @@
 * ``get_layer_depth(param_name, mode)`` -> ``(depth, num_depths)`` for layer-wise ('layer_wise') or
   stage-wise ('stage_wise') lr decay; the optimizer constructor asks the backbone, never its class name.
 * ``init_cfg=dict(type='Pretrained', checkpoint=PATH)`` loads ImageNet / timm / official / vitdense
-  checkpoints through :mod:`vitdense.checkpoint` (key remapping, position-table interpolation, a report);
-  ``checkpoint=None`` starts from the backbone's own initialisation.
+  checkpoints through :func:`vitdense.checkpoint.load_pretrained`, which asks the backbone's own
+  :meth:`DenseBackbone.adapt_checkpoint` (key remapping, position-table interpolation, what it drops and why)
+  and reports it; ``checkpoint=None`` starts from the backbone's own initialisation.
 
 Where a family differs, by design:
 
@@ -21,13 +22,14 @@ Where a family differs, by design:
   pretrained) and never freeze; ``pyramid=False`` (classification) returns the trunk's maps at strides
   7 / 14 / 14 / 14.
 """
-from typing import Callable, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 from mmengine.model import BaseModule
 from timm.layers import calculate_drop_path_rates
 
+from vitdense.checkpoint.adaptation import CheckpointAdaptation
 from ..layers import nhwc_to_nchw
 
 
@@ -153,6 +155,18 @@ class DenseBackbone(BaseModule):
         return sum(self.depths[:stage]) + block + 1, num
 
     # ---- weights -------------------------------------------------------------------------------------
+    def adapt_checkpoint(self, state_dict: Dict[str, torch.Tensor]) -> CheckpointAdaptation:
+        """Map a checkpoint's backbone tensors (any wrapper and ``backbone.`` prefix already taken off) onto this
+        backbone's names and shapes, and say what was done: renamed, dropped on purpose and why, resized, notes.
+
+        This default keeps the names as they are. A family overrides it for the layouts it reads (timm, the
+        official release, mmdet, ...); a subclass extends its parent's with ``super().adapt_checkpoint(...)``.
+        Loading (:func:`vitdense.checkpoint.load_pretrained`) and ``tools/convert_checkpoint.py`` call it and
+        print the result as it is; they match the adapted names to the model's afterwards (what is left over is
+        reported as having no place, what the checkpoint lacks as missing).
+        """
+        return CheckpointAdaptation.of(state_dict)
+
     def init_weights(self):
         cfg = self.init_cfg
         if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':

@@ -55,11 +55,12 @@ attention, padding, shift masks, patch merging) with BOAT blocks chosen by ``bui
 (full height, width sw), half in horizontal ones, all stripes of all images in one SDPA call per direction,
 maps zero-padded to a whole number of stripes with the padded keys masked, LePE (depthwise 3x3 conv on V
 inside each stripe); the last stage attends globally. Stem: conv 7x7 stride 4 + LN, merging: conv 3x3
-stride 2 + LN (pytorch-boat / CSWin names are remapped by :mod:`vitdense.checkpoint.boat`).
+stride 2 + LN (pytorch-boat / CSWin names are remapped by the classes' ``adapt_checkpoint``).
 """
+import inspect
 import math
 from functools import lru_cache
-from typing import List, NamedTuple, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -68,6 +69,9 @@ import torch.utils.checkpoint as cp
 from mmengine.model import BaseModule
 from timm.layers import DropPath, Mlp, trunc_normal_
 
+from vitdense.checkpoint.adaptation import CheckpointAdaptation
+from vitdense.checkpoint.io import extract_state_dict, load_checkpoint_file
+from vitdense.errors import CheckpointError
 from vitdense.registry import MODELS
 from ..layers import (init_transformer_weights, pad_to_multiple, window_padding_mask, window_partition,
                       window_reverse)
@@ -696,6 +700,19 @@ class BOATSwin(SwinTransformer):
             placement = dict(fsla_on='shifted' if stage < self.num_stages - 1 else 'none', fsla_drop_path=False)
         return BOATSwinBlock(**block_args, fsla=self.fsla_options, always_shift=self.always_shift, **placement)
 
+    def adapt_checkpoint(self, state_dict: Dict[str, torch.Tensor]) -> CheckpointAdaptation:
+        """Swin's layouts (:meth:`SwinTransformer.adapt_checkpoint`), then pytorch-boat's FSLA names
+        (``attnC`` -> ``fsla``, ``attnC.get_v`` -> ``fsla.lepe``, ``norm4`` -> ``norm_fsla``); a note says when the
+        checkpoint has its FSLA in other blocks than this ``layout`` (the load is then partial)."""
+        adaptation = super().adapt_checkpoint(state_dict)
+        if any('.attnC.' in k for k in adaptation.state_dict):
+            note_fsla_placement(adaptation, self, 'attnC')
+            adaptation.rename(PYTORCH_BOAT_SWIN_RENAMES, note='pytorch-boat BOAT-Swin layout remapped '
+                                                               '(attnC -> fsla, norm4 -> norm_fsla, get_v -> lepe)')
+        elif 'layers.0.downsample.reduction.weight' in state_dict:  # a plain official Swin release
+            note_fsla_placement(adaptation, self, 'fsla')
+        return adaptation
+
 
 # ---------------------------------------------------------------------------------------------------------
 # CSWin pieces and BOAT-CSWin
@@ -892,6 +909,17 @@ class BOATCSWin(DenseBackbone):
         :meth:`DenseBackbone.stage_layer_depth`."""
         return self.stage_layer_depth(param_name, mode, 'stem', 'stages')
 
+    def adapt_checkpoint(self, state_dict: Dict[str, torch.Tensor]) -> CheckpointAdaptation:
+        """pytorch-boat BOAT-CSWin and official microsoft/CSWin-Transformer names (``stage1_conv_embed``,
+        ``stage{s}.{j}``, ``merge{s}``, ``attns.b.get_v``, ``content_attn``, ``norm3``) -> vitdense's; the
+        classifier is dropped."""
+        adaptation = super().adapt_checkpoint(state_dict)
+        if 'stage1_conv_embed.0.weight' in adaptation.state_dict:
+            note_fsla_placement(adaptation, self, 'content_attn')
+            adaptation.rename(CSWIN_RENAMES, note='pytorch-boat BOAT-CSWin / official CSWin layout remapped')
+        adaptation.drop_prefix(CLASSIFIER_KEYS, 'classifier head and its final norm')
+        return adaptation
+
 
 # ---------------------------------------------------------------------------------------------------------
 # ImageNet classifiers
@@ -909,7 +937,10 @@ class BOATClassifier(BaseModule):
     def __init__(self, backbone: dict, num_classes: int = 1000, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         backbone = dict(backbone, out_indices=(3,))
-        if str(backbone.get('type', '')).split('.')[-1] == 'BOATSwin':
+        # a backbone with two window semantics gets the classification one, the windows the weights learned
+        backbone_cls = backbone.get('type')
+        backbone_cls = MODELS.get(backbone_cls) if isinstance(backbone_cls, str) else backbone_cls
+        if 'always_shift' in inspect.signature(backbone_cls).parameters:
             backbone.setdefault('always_shift', False)
         self.backbone = MODELS.build(backbone)
         self.num_classes = num_classes
@@ -923,8 +954,68 @@ class BOATClassifier(BaseModule):
     def init_weights(self):
         cfg = self.init_cfg
         if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
-            from vitdense.checkpoint.boat import load_classifier
-            load_classifier(self, cfg['checkpoint'])
+            self.load_classification_checkpoint(cfg['checkpoint'])
             self._is_init = True
             return
         super().init_weights()
+
+    def load_classification_checkpoint(self, path: str):
+        """Load a classification checkpoint (pytorch-boat or vitdense) with its head and final norm: the backbone
+        through its own :meth:`adapt_checkpoint`, the final norm as its last output norm. Raises
+        :class:`CheckpointError` when the head or the backbone does not fit."""
+        sd = extract_state_dict(load_checkpoint_file(path), str(path), None)
+        if any(k.startswith('backbone.') for k in sd):  # a vitdense BOATClassifier state dict
+            return self.load_state_dict(sd, strict=True)
+        head = {k[len('head.'):]: v for k, v in sd.items() if k.startswith('head.')}
+        final_norm = {k[len('norm.'):]: v for k, v in sd.items() if k.startswith('norm.')}
+        backbone_sd = self.backbone.adapt_checkpoint(sd).state_dict
+        backbone_sd.update({f'out_norms.3.{k}': v for k, v in final_norm.items()})
+        result = self.backbone.load_state_dict(backbone_sd, strict=False)
+        if result.missing_keys:
+            raise CheckpointError(f'{path} does not fill {len(result.missing_keys)} backbone tensors of the '
+                                  f'classifier (first: {result.missing_keys[0]}); check the arch and layout')
+        weight = head.get('weight')
+        if weight is None or tuple(weight.shape) != tuple(self.head.weight.shape):
+            raise CheckpointError(f'{path}: classifier head {None if weight is None else tuple(weight.shape)} '
+                                  f'does not fit {tuple(self.head.weight.shape)}; set num_classes to match')
+        self.head.load_state_dict(head)
+        return result
+
+
+# ---------------------------------------------------------------------------------------------------------
+# checkpoint layouts: pytorch-boat BOAT-Swin is microsoft/Swin-Transformer's layout (patch merging at the end of
+# a stage, handled by Swin) plus ``layers.i.blocks.j.attnC.{qkv,proj,get_v}`` and ``norm4`` in the shifted blocks
+# of stages 0-2. BOAT-CSWin is microsoft/CSWin-Transformer's layout (``stage1_conv_embed.{0,2}``,
+# ``stage{s}.{j}.{qkv,proj,attns.b.get_v}``, ``merge{s}``) plus ``content_attn`` / ``norm3`` in the even blocks.
+# Plain Swin / CSWin ImageNet checkpoints load too (every FSLA then stays at its init, listed as missing).
+# ---------------------------------------------------------------------------------------------------------
+PYTORCH_BOAT_SWIN_RENAMES = (
+    (r'\.attnC\.get_v\.', '.fsla.lepe.'),
+    (r'\.attnC\.', '.fsla.'),
+    (r'\.norm4\.', '.norm_fsla.'),
+)
+CSWIN_RENAMES = (
+    (r'^stage1_conv_embed\.0\.', 'stem.conv.'),
+    (r'^stage1_conv_embed\.2\.', 'stem.norm.'),
+    (r'^merge(\d+)\.', lambda m: f'stages.{m.group(1)}.downsample.'),
+    (r'^stage(\d+)\.(\d+)\.', lambda m: f'stages.{int(m.group(1)) - 1}.blocks.{m.group(2)}.'),
+    (r'^(stages\.\d+\.blocks\.\d+\.)(qkv|proj)\.', r'\1attn.\2.'),
+    (r'^(stages\.\d+\.blocks\.\d+\.)attns\.(\d+)\.get_v\.', r'\1attn.lepe.\2.'),
+    (r'^(stages\.\d+\.blocks\.\d+\.)content_attn\.get_v\.', r'\1fsla.lepe.'),
+    (r'^(stages\.\d+\.blocks\.\d+\.)content_attn\.', r'\1fsla.'),
+    (r'^(stages\.\d+\.blocks\.\d+\.)norm3\.', r'\1norm_fsla.'),
+)
+CLASSIFIER_KEYS = ('head.', 'norm.')  # the classification model's final norm and head (BOATClassifier maps them)
+
+
+def note_fsla_placement(adaptation: CheckpointAdaptation, model: nn.Module, fsla_key: str) -> None:
+    """Say when a checkpoint's FSLA placement is not the model's: the load is then partial."""
+    blocks_with_fsla = {k.split(f'.{fsla_key}.')[0] for k in adaptation.state_dict if f'.{fsla_key}.' in k}
+    model_blocks = {k.split('.fsla.')[0] for k in model.state_dict() if '.fsla.' in k}
+    if not blocks_with_fsla:
+        adaptation.note('no feature-space attention weights in this checkpoint (plain Swin / CSWin?): every FSLA '
+                        'keeps its initialisation')
+    elif blocks_with_fsla != model_blocks:
+        adaptation.note(f"the checkpoint has FSLA in {len(blocks_with_fsla)} blocks, this {type(model).__name__} "
+                        f"(layout='{model.layout}') in {len(model_blocks)}; build it with "
+                        "layout='pytorch-boat' to use pytorch-boat weights as they were trained")

@@ -25,12 +25,12 @@ Parameter counts of the classifier with 1000 classes (tests/models/backbones/tes
 drops the LCA, final norm and head and, like the plain ViT, rescales its last stride-16 token map with
 ViTDet's simple feature pyramid (strides 4 / 8 / 16 / 32).
 
-Parameter names are vitdense's; :mod:`vitdense.checkpoint.vit` maps the coeusguo/ceit names
+Parameter names are vitdense's; ``adapt_checkpoint`` maps the coeusguo/ceit names
 (``i2t.backbone.conv`` -> ``patch_embed.conv``, ``leff.conv1/bn1/conv2/bn2/conv3/bn3`` ->
 ``leff.up_proj/up_norm/dw_conv/dw_norm/down_proj/down_norm``, ``lca.feedforward`` -> ``lca.mlp``).
 """
 from functools import partial
-from typing import Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -38,10 +38,12 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 from timm.layers import Attention, DropPath, Mlp, to_2tuple
 
+from vitdense.checkpoint.adaptation import CheckpointAdaptation
+from vitdense.errors import CheckpointError
 from vitdense.registry import MODELS
 from ..layers import init_transformer_weights, pad_to_multiple
 from .base import lookup_arch
-from .vit import PlainBackbone, TokenEncoder, encoder_blocks, windowed_attention
+from .vit import PlainBackbone, TokenEncoder, adapt_pos_embed, drop_classifier, encoder_blocks, windowed_attention
 
 LayerNorm = partial(nn.LayerNorm, eps=1e-6)
 
@@ -208,6 +210,11 @@ class CeiT(PlainBackbone):
         self.blocks.apply(init_transformer_weights)
         self._freeze()
 
+    def adapt_checkpoint(self, state_dict: Dict[str, torch.Tensor]) -> CheckpointAdaptation:
+        """coeusguo/ceit (or vitdense CeiTClassifier) weights for the dense backbone: names remapped, the
+        classifier's LCA, layer embedding, final norm and head dropped, ``pos_embed`` fitted to the grid."""
+        return adapt_ceit_checkpoint(super().adapt_checkpoint(state_dict), self, drop_classifier_parts=True)
+
 
 @MODELS.register_module()
 class CeiTClassifier(TokenEncoder, BaseModule):
@@ -262,3 +269,42 @@ class CeiTClassifier(TokenEncoder, BaseModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.forward_features(x))
+
+    def adapt_checkpoint(self, state_dict: Dict[str, torch.Tensor]) -> CheckpointAdaptation:
+        """coeusguo/ceit weights: names remapped, ``pos_embed`` fitted to the grid; LCA and head kept."""
+        return adapt_ceit_checkpoint(CheckpointAdaptation.of(state_dict), self, drop_classifier_parts=False)
+
+
+# ---- checkpoint layouts -------------------------------------------------------------------------------------
+CEIT_OFFICIAL_RENAMES = (
+    (r'^i2t\.backbone\.', 'patch_embed.'),
+    (r'^i2t\.proj\.', 'patch_embed.proj.'),
+    (r'\.leff\.conv1\.', '.leff.up_proj.'),
+    (r'\.leff\.bn1\.', '.leff.up_norm.'),
+    (r'\.leff\.conv2\.', '.leff.dw_conv.'),
+    (r'\.leff\.bn2\.', '.leff.dw_norm.'),
+    (r'\.leff\.conv3\.', '.leff.down_proj.'),
+    (r'\.leff\.bn3\.', '.leff.down_norm.'),
+    (r'^lca\.feedforward\.', 'lca.mlp.'),
+)
+CEIT_CLASSIFIER_ONLY = {'lca.': 'layer-wise class-token attention of the classifier',
+                        'pos_layer_embed': "the LCA's layer embedding", 'norm.': "the classifier's final norm",
+                        'head.': 'classifier head'}
+
+
+def adapt_ceit_checkpoint(adaptation: CheckpointAdaptation, model: nn.Module,
+                          drop_classifier_parts: bool) -> CheckpointAdaptation:
+    """coeusguo/ceit names -> vitdense's (refused, one line, by a model built with ``leff_final_act=True``: its
+    LeFFs add a GELU the official ones do not have); the classifier parts dropped for the dense backbone;
+    ``pos_embed`` fitted to ``model``."""
+    if any(k.startswith('i2t.') for k in adaptation.state_dict):
+        if any(getattr(m, 'final_act', False) for m in model.modules()):
+            raise CheckpointError(
+                f'coeusguo/ceit weights were trained without a GELU after the LeFF\'s last BatchNorm, but this '
+                f'{type(model).__name__} has leff_final_act=True; set leff_final_act=False (the default) to load '
+                'them')
+        adaptation.rename(CEIT_OFFICIAL_RENAMES, note='coeusguo/ceit layout remapped')
+    if drop_classifier_parts:
+        drop_classifier(adaptation, CEIT_CLASSIFIER_ONLY)
+    adapt_pos_embed(adaptation, model)
+    return adaptation

@@ -1,21 +1,23 @@
 """ConvNeXt (Liu et al., CVPR 2022, arXiv 2201.03545) as a dense-prediction backbone.
 
 The trunk is timm's ``ConvNeXt`` (stem + stages, same parameter names, so timm state dicts load as they are;
-facebookresearch/ConvNeXt checkpoints are remapped by :mod:`vitdense.checkpoint.convnext`). vitdense adds
+facebookresearch/ConvNeXt checkpoints are remapped by :meth:`ConvNeXt.adapt_checkpoint`). vitdense adds
 what dense heads need: any input size (bottom/right zero padding before each strided conv, so a map's size
 is ceil(H / stride) exactly as for Swin), a LayerNorm on each output, frozen stages, activation
 checkpointing, and the published layer-/stage-wise depth assignment for lr decay.
 """
 import math
 from functools import partial
-from typing import List, Tuple
+from typing import Dict, List, Tuple
 
 import torch
 import torch.nn as nn
 from timm.layers import LayerNorm2d
 from timm.models._manipulate import checkpoint_seq
 from timm.models.convnext import ConvNeXt as TimmConvNeXt
+from timm.models.convnext import checkpoint_filter_fn as convnext_checkpoint_filter
 
+from vitdense.checkpoint.adaptation import CheckpointAdaptation
 from vitdense.registry import MODELS
 from ..layers import pad_to_multiple
 from .base import DenseBackbone
@@ -98,3 +100,14 @@ class ConvNeXt(DenseBackbone):
                 return 3 + int(parts[3]) // 3, num
             return stage + 1, num
         return num - 1, num
+
+    # ---- checkpoints ---------------------------------------------------------------------------------------
+    def adapt_checkpoint(self, state_dict: Dict[str, torch.Tensor]) -> CheckpointAdaptation:
+        """timm's names load as they are; facebookresearch/ConvNeXt's are remapped by timm's own
+        ``checkpoint_filter_fn``; the classifier (``head.*``, ``norm_pre``) is dropped."""
+        adaptation = super().adapt_checkpoint(state_dict)
+        if 'downsample_layers.0.0.weight' in adaptation.state_dict:
+            adaptation.apply(lambda sd: convnext_checkpoint_filter(sd, self),
+                             note='official facebookresearch/ConvNeXt layout remapped')
+        adaptation.drop_prefix(('head.', 'norm_pre.'), 'classifier head and its norm')
+        return adaptation

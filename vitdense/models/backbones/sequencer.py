@@ -4,7 +4,7 @@ Trunk
 -----
 timm's ``Sequencer2d`` stem and stages (``stem.proj``, ``stages.i.downsample.down``,
 ``stages.i.blocks.j.{norm1, rnn_tokens.{rnn_v, rnn_h, fc}, norm2, mlp_channels}``), so timm state dicts load
-as they are and the official okojoalg/sequencer layout through :mod:`vitdense.checkpoint.sequencer`. A block
+as they are and the official okojoalg/sequencer layout through :meth:`Sequencer2D.adapt_checkpoint`. A block
 is LN -> BiLSTM2D -> residual, LN -> MLP (ratio 3) -> residual; BiLSTM2D runs one bidirectional LSTM down
 every column and one along every row (hidden C/4, weights shared by all columns / rows) and fuses the
 concatenated outputs with a linear layer. timm's ``LSTM2d`` already does that batched, one bidirectional LSTM
@@ -67,7 +67,7 @@ Sequencer2D leaves that setting alone; to compile it as one graph, trace it with
 """
 import math
 from functools import partial
-from typing import List, Tuple
+from typing import Dict, List, Tuple
 
 import torch
 import torch.nn as nn
@@ -75,7 +75,9 @@ import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from timm.layers import DropPath, LayerNorm2d
 from timm.models.sequencer import Sequencer2d as TimmSequencer2d
+from timm.models.sequencer import checkpoint_filter_fn as sequencer_checkpoint_filter
 
+from vitdense.checkpoint.adaptation import CheckpointAdaptation
 from vitdense.registry import MODELS
 from ..layers import pad_to_multiple
 from .base import DenseBackbone, stochastic_depth
@@ -235,3 +237,21 @@ class Sequencer2D(DenseBackbone):
         """Per block (layer_wise) or per stage (stage_wise), see :meth:`DenseBackbone.stage_layer_depth`; a
         stage's downsample conv goes with its first block, the pyramid layers and output norms last."""
         return self.stage_layer_depth(param_name, mode, 'stem', 'stages')
+
+    # ---- checkpoints ---------------------------------------------------------------------------------------
+    def adapt_checkpoint(self, state_dict: Dict[str, torch.Tensor]) -> CheckpointAdaptation:
+        """timm's names load as they are. The official okojoalg/sequencer release nests blocks as
+        ``blocks.<stage>.<block>`` with each stage's downsampling conv as its last entry: timm's own
+        ``checkpoint_filter_fn`` moves them to ``stages.<stage>.blocks.<block>`` / ``stages.<stage + 1>.downsample``.
+        A timm ``features_only`` model names its stages ``stages_<i>``. The classifier (``head.``) and the final
+        norm (``norm.``) are dropped."""
+        adaptation = super().adapt_checkpoint(state_dict)
+        keys = adaptation.state_dict
+        if any(k.startswith('blocks.') for k in keys) and not any(k.startswith('stages.') for k in keys):
+            adaptation.apply(lambda sd: sequencer_checkpoint_filter(sd, self),
+                             note='official okojoalg/sequencer layout remapped (blocks.i.j -> stages.i.blocks.j)')
+        elif any(k.startswith('stages_') for k in keys):
+            adaptation.rename([(r'^stages_(\d+)\.', r'stages.\1.')],
+                              note='timm features_only layout remapped (stages_i -> stages.i)')
+        adaptation.drop_prefix(('head.', 'norm.'), 'classifier head and its final norm')
+        return adaptation

@@ -2,7 +2,7 @@
 
 Parameter names follow timm's ``SwinTransformer`` (``patch_embed``, ``layers.i.downsample`` at the start of
 stage i, ``layers.i.blocks.j.{norm1,attn,norm2,mlp}``), so timm state dicts load as they are; the official
-microsoft/Swin-Transformer and mmdet layouts are remapped by :mod:`vitdense.checkpoint.swin`.
+microsoft/Swin-Transformer and mmdet layouts are remapped by :meth:`SwinTransformer.adapt_checkpoint`.
 
 Two window semantics, chosen by ``always_shift``. They differ in a stage whose map is not larger than the
 window along H or W (e.g. the 7 x 7 last stage of Swin-T at 224 x 224) and in the order of padding and shift
@@ -22,7 +22,8 @@ multiple of it (e.g. 448 x 448):
 
 Either way any input H x W works.
 """
-from typing import List, Optional, Sequence, Tuple
+import re
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -32,6 +33,8 @@ from timm.layers import DropPath, Mlp, PatchEmbed, to_2tuple, trunc_normal_
 from timm.layers.pos_embed_rel import gen_relative_position_index
 from timm.models.swin_transformer import PatchMerging
 
+from vitdense.checkpoint.adaptation import CheckpointAdaptation
+from vitdense.checkpoint.interpolate import resize_rel_pos_tables
 from vitdense.registry import MODELS
 from ..layers import init_transformer_weights, pad_to_multiple, window_partition, window_reverse
 from .base import DenseBackbone, stochastic_depth
@@ -275,3 +278,46 @@ class SwinTransformer(DenseBackbone):
         """Per block (layer_wise) or per stage (stage_wise), see :meth:`DenseBackbone.stage_layer_depth`;
         patch merging belongs to the stage it opens."""
         return self.stage_layer_depth(param_name, mode, 'patch_embed', 'layers')
+
+    # ---- checkpoints ---------------------------------------------------------------------------------------
+    def adapt_checkpoint(self, state_dict: Dict[str, torch.Tensor]) -> CheckpointAdaptation:
+        """timm's names load as they are; the official microsoft/Swin-Transformer release (patch merging at the
+        end of a stage) and mmdet / mmseg Swin (``stages.i``, ``w_msa``, ``ffn``, PatchMerging's Unfold channel
+        order) are remapped; the classifier and the buffers every block rebuilds are dropped; relative-position
+        tables are resized to this window."""
+        adaptation = super().adapt_checkpoint(state_dict)
+        keys = adaptation.state_dict
+        if any(k.startswith('stages.') and '.w_msa.' in k for k in keys):
+            for key in [k for k in keys if MMDET_UNFOLD_ORDERED.match(k)]:
+                keys[key] = unfold_to_concat_order(keys[key])
+            adaptation.rename(MMDET_SWIN_RENAMES, note='mmdet/mmseg Swin layout remapped')
+        elif 'layers.0.downsample.reduction.weight' in keys:
+            adaptation.rename(OFFICIAL_SWIN_RENAMES, note='official microsoft/Swin-Transformer layout remapped '
+                                                          '(patch merging moved to the next stage)')
+        adaptation.drop_suffix(('relative_position_index', 'attn_mask'), 'buffer the backbone rebuilds')
+        adaptation.drop_prefix(('head.', 'norm.'), 'classifier head and its final norm')
+        resize_rel_pos_tables(adaptation, self)
+        return adaptation
+
+
+# ---- checkpoint layouts ---------------------------------------------------------------------------------------
+# official: patch merging at the end of stage i; timm / vitdense: at the start of stage i + 1
+OFFICIAL_SWIN_RENAMES = ((r'^layers\.(\d+)\.downsample\.', lambda m: f'layers.{int(m.group(1)) + 1}.downsample.'),)
+MMDET_SWIN_RENAMES = (
+    (r'^stages\.(\d+)\.downsample\.', lambda m: f'layers.{int(m.group(1)) + 1}.downsample.'),
+    (r'^patch_embed\.projection\.', 'patch_embed.proj.'),
+    (r'^stages\.(\d+)\.blocks\.(\d+)\.attn\.w_msa\.', r'layers.\1.blocks.\2.attn.'),
+    (r'^stages\.(\d+)\.blocks\.(\d+)\.ffn\.layers\.0\.0\.', r'layers.\1.blocks.\2.mlp.fc1.'),
+    (r'^stages\.(\d+)\.blocks\.(\d+)\.ffn\.layers\.1\.', r'layers.\1.blocks.\2.mlp.fc2.'),
+    (r'^stages\.(\d+)\.blocks\.(\d+)\.', r'layers.\1.blocks.\2.'),
+    (r'^norm(\d)\.', r'out_norms.\1.'),
+)
+MMDET_UNFOLD_ORDERED = re.compile(r'^stages\.\d+\.downsample\.(reduction\.weight|norm\.weight|norm\.bias)$')
+
+
+def unfold_to_concat_order(v: torch.Tensor) -> torch.Tensor:
+    """mmdet's PatchMerging (nn.Unfold) orders merged channels (c, kh, kw); timm / official concat
+    [x(0,0), x(1,0), x(0,1), x(1,1)] orders them (kw, kh, c)."""
+    C = v.shape[-1] // 4
+    lead = v.shape[:-1]
+    return v.reshape(*lead, C, 2, 2).transpose(-1, -3).reshape(*lead, 4 * C)

@@ -24,8 +24,9 @@ model timm can cut into feature levels works, with timm's parameter names under 
 
 Weights: ``pretrained=True`` lets timm fetch its own weights (needs the HF hub); offline, pass
 ``init_cfg=dict(type='Pretrained', checkpoint=PATH)`` with a timm / vitdense / other-layout state dict, which
-:mod:`vitdense.checkpoint.timm_backbone` maps by name, or by order and shape for foreign layouts.
+:meth:`TimmBackbone.adapt_checkpoint` maps by name, or by order and shape for foreign layouts.
 """
+import re
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import timm
@@ -33,7 +34,8 @@ import torch
 import torch.nn as nn
 from timm.layers import LayerNorm2d
 
-from vitdense.errors import ConfigError
+from vitdense.checkpoint.adaptation import CheckpointAdaptation
+from vitdense.errors import CheckpointError, ConfigError
 from vitdense.registry import MODELS
 from ..layers import nhwc_to_nchw
 from .base import DenseBackbone
@@ -204,3 +206,77 @@ class TimmBackbone(DenseBackbone):
         if param_name.startswith('trunk.'):
             return min(self._param_stage.get(param_name[len('trunk.'):], num - 1), num - 1), num
         return num - 1, num
+
+    # ---- checkpoints ---------------------------------------------------------------------------------------
+    def adapt_checkpoint(self, state_dict: Dict[str, torch.Tensor]) -> CheckpointAdaptation:
+        """Three layouts, tried in this order:
+
+        1. vitdense's own (``trunk.*`` keys, e.g. the backbone part of a vitdense classifier): used as is.
+        2. timm's (the full classification model's ``state_dict``): each trunk parameter is looked up under its
+           timm name. timm's feature wrappers rename a little (``FeatureListNet`` flattens ``stages.0`` into
+           ``stages_0``; ``FeatureGetterNet`` nests the model under ``model.``), which is undone here.
+        3. any other layout of the same network (e.g. lukemelas' EfficientNet-PyTorch names ``_conv_stem`` /
+           ``_blocks.0._depthwise_conv`` for timm's ``conv_stem`` / ``blocks.0.0.conv_dw``): the trunk's tensors
+           are matched to the checkpoint's in order, every shape must agree. The first disagreement is an error
+           naming both tensors. Matching by order is only as right as the two orders are alike, so the notes say
+           it happened: check a prediction after converting.
+
+        What the trunk has no place for (the classifier, layers past the last returned level) keeps its name,
+        and loading reports it as having no place in the backbone.
+        """
+        adaptation = super().adapt_checkpoint(state_dict)
+        keys = adaptation.state_dict
+        own = [(k, v.shape) for k, v in self.state_dict().items() if k.startswith(TRUNK)]
+        if any(k.startswith(TRUNK) for k in keys):
+            return adaptation
+        by_name = {}
+        for key, _ in own:
+            found = next((n for n in timm_names(key[len(TRUNK):]) if n in keys), None)
+            if found is not None:
+                by_name[found] = key
+        if len(by_name) >= 0.5 * len(own):
+            adaptation.rename_keys(lambda k: by_name.get(k, k),
+                                   note=f"timm layout: {len(by_name)} tensors matched by name under '{TRUNK}'")
+            return adaptation
+        pairs = match_by_order(list(keys.items()), own)
+        by_order = {ck: mk for mk, ck, _ in pairs}
+        tail = [k for k in keys if k not in by_order]
+        adaptation.rename_keys(lambda k: by_order.get(k, k))
+        adaptation.note(f"foreign layout: {len(pairs)} tensors matched by order and shape ({pairs[0][1]} -> "
+                        f"{pairs[0][0]}, ..., {pairs[-1][1]} -> {pairs[-1][0]}); verify with a prediction")
+        if tail:
+            adaptation.note(f'{len(tail)} checkpoint tensors left unmatched (first: {tail[0]}; the classifier and '
+                            'layers past the last returned level) are dropped')
+        return adaptation
+
+
+# ---- checkpoint layouts -------------------------------------------------------------------------------------
+TRUNK = 'trunk.'
+
+
+def timm_names(trunk_key: str) -> List[str]:
+    """Names a trunk parameter may have in a timm classification model's state dict."""
+    names = [trunk_key, re.sub(r'^([^.]+?)_(\d+)\.', r'\1.\2.', trunk_key)]
+    if trunk_key.startswith('model.'):
+        names.append(trunk_key[len('model.'):])
+    return names
+
+
+def match_by_order(ckpt: List[Tuple[str, torch.Tensor]], own: List[Tuple[str, torch.Size]]):
+    """Pair ``own`` (trunk keys, shapes) with the first ``len(own)`` checkpoint tensors, shapes equal.
+    BatchNorm's ``num_batches_tracked`` counters are left out when only one side has them."""
+    first_error = None
+    for skip_counters in (False, True):
+        a = [(k, v) for k, v in ckpt if not (skip_counters and k.endswith('num_batches_tracked'))]
+        b = [(k, s) for k, s in own if not (skip_counters and k.endswith('num_batches_tracked'))]
+        bad = next((i for i, ((_, v), (_, s)) in enumerate(zip(a, b)) if tuple(v.shape) != tuple(s)), None)
+        if bad is None and len(a) >= len(b):
+            return [(mk, ck, v) for (mk, _), (ck, v) in zip(b, a)]
+        if first_error is None:
+            if bad is None:
+                first_error = (f'the checkpoint has {len(a)} tensors, fewer than the {len(b)} the backbone needs')
+            else:
+                first_error = (f'tensor #{bad} differs: backbone {b[bad][0]} {tuple(b[bad][1])} vs checkpoint '
+                               f'{a[bad][0]} {tuple(a[bad][1].shape)}')
+    raise CheckpointError(f'the checkpoint matches the timm trunk neither by name nor by order and shape '
+                          f'({first_error}); is it a checkpoint of this model_name?')

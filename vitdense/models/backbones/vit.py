@@ -4,8 +4,8 @@ dense-prediction backbone, with ViTDet's multi-scale adaptation (Li et al., ECCV
 Weights: patch embedding, class token, position embedding and blocks are timm's (``patch_embed.proj``,
 ``cls_token``, ``pos_embed``, ``blocks.i.{norm1,attn.qkv,attn.proj,norm2,mlp.fc1,mlp.fc2}``; the blocks are
 timm's ``Block`` / ``Attention``, so attention runs through SDPA), so ``vit_*_patch16_224`` / ``deit_*`` state
-dicts and the official DeiT release load as they are (:mod:`vitdense.checkpoint.vit` drops the classifier and
-resizes the position embedding).
+dicts and the official DeiT release load as they are (:meth:`VisionTransformer.adapt_checkpoint` drops the
+classifier and resizes the position embedding).
 
 What dense prediction adds:
 
@@ -32,7 +32,7 @@ What dense prediction adds:
   q . rel_pos_h[i - k + h - 1] + q . rel_pos_w[j - l + w - 1] (unscaled q, after any q norm), added to the
   scaled logits through SDPA's ``attn_mask``. A global block that meets another grid at run time resamples
   its tables linearly along the distance axis to that grid (as ViTDet / SAM do); checkpoints made for
-  another window or grid are resampled the same way once at load (:mod:`vitdense.checkpoint.vit`). Tables
+  another window or grid are resampled the same way once at load (``adapt_checkpoint``). Tables
   start at zero (ViTDet's init), so a checkpoint without them (DeiT, MAE) starts as the plain ViT.
 * stages for freezing and stage-wise lr decay: the stem (patch embedding, class token, position embedding),
   then 4 equal groups of blocks (3 each for depth 12); stage k also owns pyramid level k - 1 and its norm.
@@ -42,8 +42,9 @@ What dense prediction adds:
 For ImageNet classification use timm's own model (``timm.create_model('deit_small_patch16_224')``): its
 trunk has exactly these parameter names, so weights move between the two without conversion.
 """
+import math
 from functools import partial
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -51,7 +52,11 @@ import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from timm.layers import Attention, LayerNorm2d, PatchEmbed, resample_abs_pos_embed, to_2tuple, trunc_normal_
 from timm.models.vision_transformer import Block
+from timm.models.vision_transformer_sam import checkpoint_filter_fn as samvit_checkpoint_filter
 
+from vitdense.checkpoint.adaptation import CheckpointAdaptation
+from vitdense.checkpoint.interpolate import resize_abs_pos_embed
+from vitdense.errors import CheckpointError
 from vitdense.registry import MODELS
 from ..layers import (init_transformer_weights, pad_to_multiple, window_padding_mask, window_partition,
                       window_reverse)
@@ -363,3 +368,155 @@ class VisionTransformer(PlainBackbone):
         self._init_dense(embed_dim, img_size, with_cls_token, with_cp)
         self.blocks.apply(init_transformer_weights)
         self._freeze()
+
+    # ---- checkpoints ---------------------------------------------------------------------------------------
+    def adapt_checkpoint(self, state_dict: Dict[str, torch.Tensor]) -> CheckpointAdaptation:
+        """timm ``vit_*`` / ``deit_*`` and the official DeiT release share this backbone's names: the classifier
+        (and DeiT's distillation token) is dropped, ``pos_embed`` resampled to the ``img_size`` grid (keeping the
+        class-token position, or dropping it with the token for a backbone without one). timm ``samvit_*``:
+        the same, its (1, H, W, C) ``pos_embed`` flattened, SAM's neck dropped, decomposed relative position
+        tables resampled to this backbone's windows and grid. The official SAM release (``image_encoder.*``) is
+        first mapped by timm's samvit filter (prompt encoder and mask decoder dropped)."""
+        adaptation = super().adapt_checkpoint(state_dict)
+        keys = adaptation.state_dict
+        if any(k.startswith('i2t.') or '.leff.' in k for k in keys):
+            raise CheckpointError('this is a CeiT checkpoint (i2t / leff keys); load it into vitdense.CeiT')
+        if 'image_encoder.patch_embed.proj.weight' in keys:
+            adaptation.apply(lambda sd: samvit_checkpoint_filter(sd, self),
+                             note='official SAM layout: the image encoder taken, its prompt encoder / mask decoder '
+                                  'dropped', dropped_why="SAM's prompt encoder / mask decoder")
+        drop_classifier(adaptation, CLASSIFIER_OR_SAM_NECK)
+        flatten_nhwc_pos_embed(adaptation, self)
+        adapt_pos_embed(adaptation, self)
+        resize_decomposed_rel_pos_tables(adaptation, self)
+        keys = adaptation.state_dict
+        if 'pos_embed' not in keys and any(k.endswith('attn.rel_pos_h') for k in keys):
+            # samvit_*_224 learned without an absolute position embedding: zero computes that network
+            keys['pos_embed'] = torch.zeros_like(self.pos_embed)
+            adaptation.note('the checkpoint has no absolute position embedding (relative positions only); it '
+                            'starts at zero')
+        if self.use_rel_pos and not any(k.endswith('attn.rel_pos_h') for k in keys):
+            adaptation.note('the checkpoint has no relative position tables; they start at zero (ViTDet from MAE)')
+        return adaptation
+
+
+# ---- checkpoint adaptation shared by the token encoders (ViT, CeiT, hybrid ViT) ----------------------------------
+CLASSIFIER_ONLY = {'head.': 'classifier head', 'head_dist.': "DeiT's distillation head",
+                   'norm.': "the classifier's final norm", 'fc_norm.': "the classifier's final norm",
+                   'pre_logits.': "the classifier's pre-logits layer"}
+CLASSIFIER_OR_SAM_NECK = {**CLASSIFIER_ONLY, 'neck.': "SAM's neck (it feeds SAM's mask decoder, not a backbone)"}
+PREFIX_TOKENS = ('cls_token', 'dist_token')  # in the order timm / DeiT put them before the patches
+
+
+def drop_classifier(adaptation: CheckpointAdaptation, parts: Dict[str, str]) -> None:
+    """Drop the keys under each prefix of ``parts`` (a classifier's head, final norm, ...; prefix -> why), with
+    one note naming what went."""
+    dropped = sorted({k.split('.')[0] for k in adaptation.state_dict if k.startswith(tuple(parts))})
+    if dropped:
+        adaptation.note(f"classifier parts dropped: {', '.join(dropped)}")
+    for prefix, why in parts.items():
+        adaptation.drop_prefix(prefix, why)
+
+
+def _is_square(n: int) -> bool:
+    return n >= 0 and math.isqrt(n) ** 2 == n
+
+
+def adapt_pos_embed(adaptation: CheckpointAdaptation, model: TokenEncoder) -> None:
+    """Fit ``pos_embed`` (and the prefix tokens) to ``model``: its prefix count and its grid."""
+    sd = adaptation.state_dict
+    if 'pos_embed' not in sd:
+        return
+    pos = sd['pos_embed']
+    if pos.dim() != 3 or pos.shape[0] != 1:
+        raise CheckpointError(f'pos_embed has shape {tuple(pos.shape)}; expected (1, tokens, channels)')
+    prefix_in_ckpt = sum(k in sd for k in PREFIX_TOKENS)
+    n = pos.shape[1]
+    own_grid = tuple(model.pos_grid)
+    # the grid: square (ImageNet checkpoints), else the model's own (a vitdense checkpoint of a non-square
+    # img_size); positions for the patches only (no_embed_class layouts) are tried after those with the prefix
+    grid = None
+    for pos_prefix in dict.fromkeys((prefix_in_ckpt, 0)):
+        patches = n - pos_prefix
+        if _is_square(patches):
+            grid = (math.isqrt(patches),) * 2
+        elif patches == own_grid[0] * own_grid[1]:
+            grid = own_grid
+        if grid is not None:
+            break
+    if grid is None:
+        raise CheckpointError(f'pos_embed has {n} positions and the checkpoint {prefix_in_ckpt} prefix tokens: '
+                              f'neither a square grid nor this model\'s {own_grid[0]}x{own_grid[1]}; is this a '
+                              'plain ViT / CeiT checkpoint?')
+    prefix_pos, patch_pos = pos[:, :pos_prefix], pos[:, pos_prefix:]
+    if 'dist_token' in sd:
+        adaptation.drop(['dist_token'], "DeiT's distillation token (its position goes too)")
+        prefix_pos = prefix_pos[:, :1]
+        adaptation.note('DeiT distillation token and its position dropped')
+    if model.num_prefix_tokens == 0:
+        if adaptation.drop(['cls_token'], 'class token: this backbone runs without one (its position goes too)'):
+            adaptation.note('class token and its position dropped (the backbone runs without one)')
+        prefix_pos = prefix_pos[:, :0]
+    elif prefix_pos.shape[1] == 0:
+        prefix_pos = pos.new_zeros(1, 1, pos.shape[-1])
+        adaptation.note('the checkpoint has no class-token position; it starts at zero')
+    if grid != own_grid:
+        patch_pos = resize_abs_pos_embed(patch_pos, own_grid, num_prefix_tokens=0, old_size=grid)
+        adaptation.note(f'pos_embed interpolated from {grid[0]}x{grid[1]} to {own_grid[0]}x{own_grid[1]}')
+    fitted = torch.cat([prefix_pos, patch_pos], dim=1)
+    if fitted.shape == pos.shape:
+        sd['pos_embed'] = fitted
+    else:
+        adaptation.resize('pos_embed', fitted)
+
+
+def flatten_nhwc_pos_embed(adaptation: CheckpointAdaptation, model: TokenEncoder) -> None:
+    """timm samvit's (1, H, W, C) ``pos_embed`` -> (1, H * W, C); a non-square grid is resampled to the
+    model's here, where its shape is still known."""
+    pos = adaptation.state_dict.get('pos_embed')
+    if pos is None or pos.dim() != 4:
+        return
+    if pos.shape[0] != 1:
+        raise CheckpointError(f'pos_embed has shape {tuple(pos.shape)}; expected (1, H, W, channels)')
+    grid = tuple(pos.shape[1:3])
+    pos = pos.reshape(1, grid[0] * grid[1], pos.shape[-1])
+    if grid[0] != grid[1] and grid != tuple(model.pos_grid):
+        pos = resize_abs_pos_embed(pos, model.pos_grid, num_prefix_tokens=0, old_size=grid)
+        adaptation.note(f'pos_embed interpolated from {grid[0]}x{grid[1]} to '
+                        f'{model.pos_grid[0]}x{model.pos_grid[1]}')
+    adaptation.resize('pos_embed', pos)
+
+
+DECOMPOSED_REL_POS = ('attn.rel_pos_h', 'attn.rel_pos_w')
+
+
+def resize_decomposed_rel_pos_tables(adaptation: CheckpointAdaptation, model: nn.Module) -> None:
+    """Fit every decomposed relative position table (``*.attn.rel_pos_h`` / ``rel_pos_w``, ViTDet / SAM / timm
+    ``samvit_*``) to the model's: linearly resampled along the distance axis (ViTDet's / SAM's rule, the one
+    the model applies at run time) when the checkpoint was made for another window or grid.
+
+    Raises :class:`CheckpointError` when the checkpoint has tables and the model none (vitdense's choice: the
+    network would silently lose the position bias it was trained with), and for tables that are not
+    (2 * size - 1, head_dim).
+    """
+    sd = adaptation.state_dict
+    keys = [k for k in sd if k.endswith(DECOMPOSED_REL_POS)]
+    if not keys:
+        return
+    model_sd = model.state_dict()
+    if not any(k.endswith(DECOMPOSED_REL_POS) for k in model_sd):
+        raise CheckpointError(f'the checkpoint has decomposed relative position tables ({keys[0]}, ...) and '
+                              f'this {type(model).__name__} has none; build it with use_rel_pos=True')
+    resized = {}
+    for key in keys:
+        table = sd[key]
+        if table.dim() != 2 or table.shape[0] % 2 == 0:
+            raise CheckpointError(f'{key} has shape {tuple(table.shape)}; a decomposed relative position table '
+                                  'is (2 * size - 1, head_dim)')
+        if key not in model_sd or model_sd[key].shape[0] == table.shape[0]:
+            continue
+        length = model_sd[key].shape[0]
+        adaptation.resize(key, resize_rel_pos_table(table.float(), length).to(table.dtype))
+        resized.setdefault(((table.shape[0] + 1) // 2, (length + 1) // 2), []).append(key)
+    for (old, new), moved in resized.items():
+        adaptation.note(f'{len(moved)} decomposed relative position tables interpolated from extent {old} to {new}')

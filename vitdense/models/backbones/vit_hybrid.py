@@ -3,7 +3,7 @@ feature map, not image patches, is what the transformer reads. As a dense-predic
 
 The trunk is timm's ``vit_*_r*`` hybrids, parameter for parameter (``patch_embed.backbone.*``,
 ``patch_embed.proj``, ``cls_token``, ``pos_embed``, ``blocks.i.*``), so their state dicts load unchanged
-(:mod:`vitdense.checkpoint.vit_hybrid` drops the classifier and resamples ``pos_embed``):
+(:meth:`HybridVisionTransformer.adapt_checkpoint` drops the classifier and resamples ``pos_embed``):
 
 * the CNN is timm's own ``ResNetV2`` built the way timm's hybrids build it: non-pre-activation bottlenecks,
   weight-standardised convolutions (``StdConv2dSame``, eps 1e-8) with TF 'SAME' padding, GroupNorm(32), a
@@ -59,11 +59,13 @@ import torch.utils.checkpoint as cp
 from timm.layers import LayerNorm2d, StdConv2d, StdConv2dSame, to_2tuple
 from timm.models.resnetv2 import ResNetV2, create_resnetv2_stem
 
+from vitdense.checkpoint.adaptation import CheckpointAdaptation
+from vitdense.errors import CheckpointError
 from vitdense.registry import MODELS
 from ..layers import init_transformer_weights, pad_to_multiple
 from ..necks.simple_pyramid import SimpleFeaturePyramid
 from .base import DenseBackbone
-from .vit import PlainBackbone, TokenEncoder, ViTBlock, encoder_blocks
+from .vit import CLASSIFIER_ONLY, PlainBackbone, TokenEncoder, ViTBlock, adapt_pos_embed, drop_classifier, encoder_blocks
 
 RESNET_WIDTHS = (256, 512, 1024, 2048)
 
@@ -272,3 +274,24 @@ class HybridVisionTransformer(TokenEncoder, DenseBackbone):
         if unit == 'blocks':
             return n + 2 + int(parts[1]), num
         return num - 1, num
+
+    # ---- checkpoints ---------------------------------------------------------------------------------------
+    def adapt_checkpoint(self, state_dict: Dict[str, torch.Tensor]) -> CheckpointAdaptation:
+        """timm's ``vit_*_r*`` state dicts (``vit_base_r50_s16_384.orig_in21k_ft_in1k``, the AugReg R26+ViT-S, ...)
+        already use this backbone's names: the classifier (``head``, the final ``norm`` / ``fc_norm``,
+        ``pre_logits``) is dropped and ``pos_embed`` fitted: bicubic resampling (timm's
+        ``resample_abs_pos_embed``, as timm's own loader does) from the checkpoint's grid (24 x 24 for the 384
+        model) to the ``img_size`` grid, keeping the class-token position, or dropping it with the token for
+        windowed backbones. Google's ``.npz`` releases are not PyTorch files: let timm read them
+        (``timm.create_model(name, pretrained=True)``) and ``torch.save`` its ``state_dict()``."""
+        adaptation = super().adapt_checkpoint(state_dict)
+        keys = adaptation.state_dict
+        if not any(k.startswith('patch_embed.backbone.') for k in keys):
+            if 'patch_embed.proj.weight' in keys:
+                raise CheckpointError('this is a plain ViT checkpoint (patch_embed.proj on pixels, no '
+                                      'patch_embed.backbone.* ResNet); load it into vitdense.VisionTransformer')
+            raise CheckpointError('no patch_embed.backbone.* (ResNet) weights: not a hybrid ViT checkpoint '
+                                  '(timm vit_*_r* / vitdense HybridVisionTransformer)')
+        drop_classifier(adaptation, CLASSIFIER_ONLY)
+        adapt_pos_embed(adaptation, self)
+        return adaptation
