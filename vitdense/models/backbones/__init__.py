@@ -4,6 +4,7 @@ from .convnext import ConvNeXt
 from .sequencer import Sequencer2D
 from .swin import SwinTransformer
 from .timm_backbone import TimmBackbone
+from .timm_vit import TimmViT
 from .vit import VisionTransformer
 from .vit_hybrid import HybridVisionTransformer
 from .ceit import CeiT, CeiTClassifier
@@ -14,3 +15,4 @@ __all__ += ['Sequencer2D']
 __all__ += ['BOATSwin', 'BOATCSWin', 'BOATClassifier']
 __all__ += ['TimmBackbone']
 __all__ += ['HybridVisionTransformer']
+__all__ += ['TimmViT']
