@@ -12,12 +12,13 @@
   checkpoints through :mod:`vitdense.checkpoint` (key remapping, position-table interpolation, a report);
   ``checkpoint=None`` starts from the backbone's own initialisation.
 """
-from typing import Callable, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 from mmengine.model import BaseModule
 
+from vitdense.checkpoint.adaptation import CheckpointAdaptation
 from ..layers import nhwc_to_nchw
 
 
@@ -139,6 +140,18 @@ class DenseBackbone(BaseModule):
         return sum(self.depths[:stage]) + block + 1, num
 
     # ---- weights -------------------------------------------------------------------------------------
+    def adapt_checkpoint(self, state_dict: Dict[str, torch.Tensor]) -> CheckpointAdaptation:
+        """Map a checkpoint's backbone tensors (any wrapper and ``backbone.`` prefix already taken off) onto this
+        backbone's names and shapes, and say what was done: renamed, dropped on purpose and why, resized, notes.
+
+        This default keeps the names as they are. A family overrides it for the layouts it reads (timm, the
+        official release, mmdet, ...); a subclass extends its parent's with ``super().adapt_checkpoint(...)``.
+        Loading (:func:`vitdense.checkpoint.load_pretrained`) and ``tools/convert_checkpoint.py`` call it and
+        print the result as it is; they match the adapted names to the model's afterwards (what is left over is
+        reported as having no place, what the checkpoint lacks as missing).
+        """
+        return CheckpointAdaptation.of(state_dict)
+
     def init_weights(self):
         cfg = self.init_cfg
         if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
