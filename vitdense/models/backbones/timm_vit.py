@@ -42,7 +42,8 @@ API for modules built on the backbone (e.g. a ViT-Adapter), all in timm's token 
   handled), :meth:`apply_final_norm` (timm's final norm; identity unless ``final_norm=True``) and
   :meth:`token_map` (the (B, C, h, w) map the pyramid reads).
 """
-from typing import List, NamedTuple, Optional, Sequence, Tuple
+import math
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -50,7 +51,8 @@ import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from timm.layers import LayerNorm2d
 
-from vitdense.errors import ConfigError
+from vitdense.checkpoint.adaptation import CheckpointAdaptation
+from vitdense.errors import CheckpointError, ConfigError
 from vitdense.registry import MODELS
 from ..layers import pad_to_multiple, window_padding_mask, window_partition, window_reverse
 from ..necks.simple_pyramid import SimpleFeaturePyramid
@@ -60,6 +62,11 @@ from .base import DenseBackbone
 TIMM_FAMILIES = {'timm.models.vision_transformer': 'vit', 'timm.models.deit': 'vit', 'timm.models.eva': 'eva',
                  'timm.models.vision_transformer_sam': 'sam'}
 STEM_NAMES = ('patch_embed', 'cls_token', 'reg_token', 'pos_embed', 'norm_pre', 'rope')
+OWN_PREFIXES = ('vit.', 'pyramid.', 'out_norms.')  # a vitdense checkpoint of this backbone
+# keys only layouts other than timm's have: the official DINOv2 / EVA / MIM releases (mask token), the official
+# SAM release, OpenCLIP towers, original DeiT III layer scales; timm's own filter of the family maps them
+FOREIGN_MARKERS = ('mask_token', 'image_encoder.patch_embed.proj.weight', 'visual.trunk.pos_embed', 'visual.pos_embed',
+                   'blocks.0.gamma_1', 'blocks.0.mlp.w12.weight')
 
 
 class TokenMap(NamedTuple):
@@ -304,6 +311,99 @@ class TimmViT(DenseBackbone):
             return patches
         prefix = out[:, :P].reshape(B, nW, P, C).mean(dim=1)
         return torch.cat([prefix, patches], dim=1)
+
+    # ---- checkpoints ----------------------------------------------------------------------------------
+    def adapt_checkpoint(self, state_dict: Dict[str, torch.Tensor]) -> CheckpointAdaptation:
+        """timm state dicts of the model (or of the same model at another image size / patch size), the layouts
+        timm's filter of the family reads (official DINOv2 with registers, EVA, SAM releases; OpenCLIP towers)
+        and vitdense checkpoints of this backbone: the classifier, the unused final norm, SAM's neck, the MIM mask
+        token and RoPE tables (recomputed for every grid) are dropped; ``pos_embed`` is resampled (bicubic) to the
+        ``img_size`` grid, SAM's relative-position tables (linear, as SAM resamples them) to the model's extents and
+        the patch embedding to the model's patch; timm names go under ``vit.``. Register tokens and layer scales
+        load by name; a checkpoint with another number of register tokens is refused in one line."""
+        a = super().adapt_checkpoint(state_dict)
+        sd = a.state_dict
+        if any(k.startswith(OWN_PREFIXES) for k in sd):
+            a.rename_keys(lambda k: k[4:] if k.startswith('vit.') else k)
+        elif any(k in sd for k in FOREIGN_MARKERS):
+            import sys
+            filter_fn = sys.modules[type(self.vit).__module__].checkpoint_filter_fn
+            kwargs = dict(adapt_layer_scale=True) if 'blocks.0.gamma_1' in sd and self.family == 'vit' else {}
+            a.apply(lambda d: filter_fn(d, self.vit, **kwargs),
+                    note=f"not a timm layout: mapped by timm's {type(self.vit).__module__}.checkpoint_filter_fn")
+        own = {k[4:]: v for k, v in self.state_dict().items() if k.startswith('vit.')}
+        sd = a.state_dict
+
+        a.drop_prefix(('head.', 'head_drop.', 'fc_norm.', 'attn_pool.', 'pre_logits.'), 'classifier only')
+        if self.family == 'sam':
+            a.drop_prefix('neck.', "SAM's neck feeds its mask decoder, not the pyramid")
+        elif not self.final_norm:
+            a.drop_prefix('norm.', 'final norm: not used with final_norm=False (ViTDet reads the last block)')
+        a.drop([k for k in sd if k == 'mask_token' or k.endswith('.mask_token')], 'masked-image-modelling token, '
+               'pretraining only')
+        a.drop([k for k in sd if 'rope' in k.split('.') and k not in own],
+               'RoPE tables: recomputed for every input grid')
+
+        want = own['reg_token'].shape[1] if 'reg_token' in own else 0
+        have = sd['reg_token'].shape[1] if 'reg_token' in sd else 0
+        if have != want:
+            raise CheckpointError(f'the checkpoint has {have} register tokens and {self.model_name} {want}; build '
+                                  f'the variant it was made for (e.g. vit_base_patch14_reg{have}_dinov2)'
+                                  if have else f'the checkpoint has no register tokens and {self.model_name} '
+                                  f'{want}; build the variant without registers')
+        a.rename_keys(lambda k: k if k.startswith(('pyramid.', 'out_norms.')) else 'vit.' + k)
+        own = self.state_dict()
+        self._fit_patch_embed(a, own)
+        self._fit_pos_embed(a, own)
+        self._fit_rel_pos(a, own)
+        return a
+
+    def _fit_patch_embed(self, a: CheckpointAdaptation, own: Dict[str, torch.Tensor]) -> None:
+        key = 'vit.patch_embed.proj.weight'
+        if key in a.state_dict and key in own and a.state_dict[key].shape[-2:] != own[key].shape[-2:]:
+            from timm.layers import resample_patch_embed
+            old = tuple(a.state_dict[key].shape[-2:])
+            a.resize(key, resample_patch_embed(a.state_dict[key].float(), list(own[key].shape[-2:]))
+                     .to(a.state_dict[key].dtype))
+            a.note(f'patch embedding resampled from patch {old[0]} to {self.patch_size} (FlexiViT\'s rule, timm)')
+
+    def _fit_pos_embed(self, a: CheckpointAdaptation, own: Dict[str, torch.Tensor]) -> None:
+        pos = a.state_dict.get('vit.pos_embed')
+        if pos is None or 'vit.pos_embed' not in own or pos.shape == own['vit.pos_embed'].shape:
+            return
+        from timm.layers import resample_abs_pos_embed, resample_abs_pos_embed_nhwc
+        target = own['vit.pos_embed']
+        if self.family == 'sam':  # (1, H, W, C)
+            if pos.dim() != 4:
+                raise CheckpointError(f'pos_embed has shape {tuple(pos.shape)}; samvit stores (1, H, W, C)')
+            old, grid = tuple(pos.shape[1:3]), tuple(target.shape[1:3])
+            new = resample_abs_pos_embed_nhwc(pos.float(), list(grid))
+        else:  # (1, [prefix +] h * w, C): the prefix positions (if the model has them) are kept as they are
+            prefix = 0 if getattr(self.vit, 'no_embed_class', False) else self.num_prefix_tokens
+            patches = pos.shape[1] - prefix
+            side = math.isqrt(max(patches, 0))
+            if pos.dim() != 3 or side * side != patches:
+                raise CheckpointError(f'pos_embed has shape {tuple(pos.shape)}: not {prefix} prefix positions and a '
+                                      f'square grid, as {self.model_name} stores them; is it a checkpoint of '
+                                      'this model?')
+            grid = tuple(self.vit.patch_embed.grid_size)
+            old = (side, side)
+            new = resample_abs_pos_embed(pos.float(), new_size=list(grid), old_size=list(old),
+                                         num_prefix_tokens=prefix)
+        a.resize('vit.pos_embed', new.to(pos.dtype))
+        a.note(f'pos_embed resampled (bicubic) from {old[0]}x{old[1]} to the img_size grid {grid[0]}x{grid[1]}')
+
+    def _fit_rel_pos(self, a: CheckpointAdaptation, own: Dict[str, torch.Tensor]) -> None:
+        moved = []
+        for key in [k for k in a.state_dict if k.endswith(('attn.rel_pos_h', 'attn.rel_pos_w'))]:
+            table = a.state_dict[key]
+            if key in own and table.shape[0] != own[key].shape[0]:
+                length = own[key].shape[0]
+                resized = F.interpolate(table.float().t()[None], size=length, mode='linear')[0].t()
+                a.resize(key, resized.to(table.dtype).contiguous())
+                moved.append(key)
+        if moved:
+            a.note(f'{len(moved)} relative-position tables resampled (linear, SAM\'s rule) to the model\'s extents')
 
     # ---- freezing -------------------------------------------------------------------------------------
     def frozen_modules(self) -> List[nn.Module]:
