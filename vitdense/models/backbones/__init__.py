@@ -6,6 +6,7 @@ from .swin import SwinTransformer
 from .timm_backbone import TimmBackbone
 from .timm_vit import TimmViT
 from .vit import VisionTransformer
+from .vit_adapter import ViTAdapter
 from .vit_hybrid import HybridVisionTransformer
 from .ceit import CeiT, CeiTClassifier
 
@@ -16,3 +17,4 @@ __all__ += ['BOATSwin', 'BOATCSWin', 'BOATClassifier']
 __all__ += ['TimmBackbone']
 __all__ += ['HybridVisionTransformer']
 __all__ += ['TimmViT']
+__all__ += ['ViTAdapter']
