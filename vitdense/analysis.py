@@ -64,6 +64,7 @@ class Published:
 
 _SWIN = 'Swin paper (arXiv 2103.14030) / microsoft/Swin-Transformer-{Object-Detection,Semantic-Segmentation}'
 _CONVNEXT = 'ConvNeXt paper (arXiv 2201.03545) / facebookresearch/ConvNeXt'
+_VIT_ADAPTER = 'ViT-Adapter paper (arXiv 2205.08534) / czczup/ViT-Adapter'
 # The published params (M) and FLOPs (G, multiply-adds; detection at 1280x800, UperNet at 512x2048,
 # classification at 224x224), keyed by config name. Only figures the authors published for that model and
 # schedule; other families add theirs here.
@@ -85,6 +86,16 @@ PUBLISHED: Dict[str, Published] = {
     'upernet_convnext-t_4xb4-160k_ade20k-512x512': Published(60, 939, _CONVNEXT),
     'upernet_convnext-s_4xb4-160k_ade20k-512x512': Published(82, 1027, _CONVNEXT),
     'upernet_convnext-b_4xb4-160k_ade20k-512x512': Published(122, 1170, _CONVNEXT),
+    'mask-rcnn_vit-adapter-s_fpn_1x_coco': Published(48, None, _VIT_ADAPTER),
+    'mask-rcnn_vit-adapter-s_fpn_ms-crop-3x_coco': Published(48, None, _VIT_ADAPTER),
+    'mask-rcnn_vit-adapter-b_fpn_1x_coco': Published(120, None, _VIT_ADAPTER),
+    'mask-rcnn_vit-adapter-b_fpn_ms-crop-3x_coco': Published(120, None, _VIT_ADAPTER),
+    'mask-rcnn_vit-adapter-dinov2-s-p14_fpn_ms-crop-3x_coco': Published(48, None, _VIT_ADAPTER),
+    'mask-rcnn_vit-adapter-dinov2-b-p14_fpn_ms-crop-3x_coco': Published(120, None, _VIT_ADAPTER),
+    'cascade-mask-rcnn_vit-adapter-s_fpn_ms-crop-3x_coco': Published(86, None, _VIT_ADAPTER),
+    'cascade-mask-rcnn_vit-adapter-b_fpn_ms-crop-3x_coco': Published(158, None, _VIT_ADAPTER),
+    'upernet_vit-adapter-s_4xb4-160k_ade20k-512x512': Published(58, None, _VIT_ADAPTER),
+    'upernet_vit-adapter-b_4xb4-160k_ade20k-512x512': Published(134, None, _VIT_ADAPTER),
     'swin-t-p4-w7_in1k': Published(28, 4.5, _SWIN),  # ImageNet-1k classifiers at 224x224
     'convnext-t_in1k': Published(28, 4.5, _CONVNEXT),
 }

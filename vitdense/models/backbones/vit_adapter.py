@@ -24,11 +24,15 @@ for the paper's deform ratio); on CPU it runs mmcv's pure-PyTorch path (bilinear
 
 Sizes. Every level is computed at its ceil size, ceil(H / s) x ceil(W / s), for any H x W: the SPM's
 stride-2 convs and max-pool (padding 1) give ceil sizes by themselves, the ViT pads the image to whole patches,
-the transposed conv's output is cropped to c1's size, and the ViT map is resampled to each level's size (for
-patch 16 and H, W multiples of 32 these are the paper's x4 / x2 / x1 / x0.5 bilinear resamplings exactly). The
+the transposed conv's output is cropped to c1's size, and the ViT map is resampled to each level by the exact
+stride ratio, cell centres aligned (:func:`~vitdense.models.layers.resample_to_stride`; for patch 16 and H, W
+multiples of 32 these are the paper's x4 / x2 / x1 / x0.5 bilinear resamplings exactly). The
 deformable attentions work on normalised coordinates (reference points at the token centres of each grid), so
 the ViT grid does not have to be the stride-16 grid: a patch-14 ViT (DINOv2) runs at its own patch size
 (vitdense's choice; the ViT-Adapter repo converts DINOv2's patch embedding to 16 before fine-tuning).
+
+``torch.compile`` takes the model with one graph break per deformable attention: mmcv's CPU path splits its
+values by sizes read from its ``spatial_shapes`` tensor, which dynamo cannot trace as one graph.
 """
 import math
 from functools import partial
