@@ -3,11 +3,15 @@
 Narrow variants (depth 2, width 64, built with timm's own kwargs) take the code paths of the full models at a
 fraction of the CPU time; parity is against timm's ``forward_intermediates`` for the same random weights.
 """
+import glob
+import os
+
 import pytest
 import timm
 import torch
 
-from tests.conftest import ODD_SIZES, expected_shapes, randomize, rel_err
+from tests.conftest import (REPO, ODD_SIZES, build_model, det_batch, expected_shapes, randomize, rel_err, seg_batch,
+                            training_step)
 from vitdense.checkpoint import CheckpointError, load_pretrained
 from vitdense.errors import ConfigError
 from vitdense.models.backbones import TimmViT
@@ -309,3 +313,67 @@ def test_simple_pyramid_from_stride_14_resamples_exactly():
     coarse = SimpleFeaturePyramid(64, input_stride=8, out_strides=(4, 8, 16, 32))
     assert [tuple(o.shape[-2:]) for o in coarse(torch.randn(1, 64, 9, 9), image_size=(70, 70))] == \
         [(18, 18), (9, 9), (5, 5), (3, 3)]
+
+
+# ---- configs -------------------------------------------------------------------------------------------------
+TIMM_VIT_CONFIGS = sorted(glob.glob(os.path.join(REPO, 'configs', 'timm_vit', '*.py')))
+
+
+def test_configs_follow_their_recipes():
+    """(Every config's channels against its heads: tests/test_configs.py.)"""
+    from mmengine.config import Config
+
+    assert len(TIMM_VIT_CONFIGS) == 11
+    for path in TIMM_VIT_CONFIGS:
+        cfg = Config.fromfile(path)
+        backbone, name = cfg.model.backbone, os.path.basename(path)
+        assert backbone.type == 'vitdense.TimmViT', name
+        assert cfg.optim_wrapper.constructor == 'vitdense.LayerDecayOptimWrapperConstructor', name
+        if 'mini' in name:
+            assert backbone.init_cfg.checkpoint is None, name
+            continue
+        expected_model = {'dinov2-s': 'vit_small_patch14_dinov2', 'dinov2-b': 'vit_base_patch14_dinov2',
+                          'eva02-s': 'eva02_small_patch14_224'}
+        assert [v for k, v in expected_model.items() if f'_{k}-' in name] == [backbone.model_name], name
+        if cfg.default_scope == 'mmdet':  # ViTDet / EVA-02: windows + 4 global blocks, layer decay 0.7
+            assert backbone.window_size == (16 if 'eva02' in name else 14), name
+            assert tuple(backbone.global_attn_indexes) == (2, 5, 8, 11), name
+            assert cfg.optim_wrapper.paramwise_cfg.decay_rate == 0.7 and backbone.drop_path_rate == 0.1, name
+        else:  # ViT-Adapter's UperNet recipe, global attention
+            assert backbone.get('window_size') is None, name
+            assert cfg.optim_wrapper.paramwise_cfg.decay_rate == 0.95, name
+            assert cfg.optim_wrapper.optimizer.lr == 6e-5, name
+            assert backbone.drop_path_rate == (0.3 if 'dinov2-b' in name else 0.1), name
+        if 'eva02' in name:
+            assert backbone.model_kwargs == dict(patch_size=16), name
+
+
+def narrow_config(name):
+    from mmengine.config import Config
+    cfg = Config.fromfile(os.path.join(REPO, 'configs', 'timm_vit', name))
+    # the mini config's model with a narrow DINOv2-reg4 (registers: the prefix tokens in windows learn too)
+    cfg.model.backbone.update(model_name='vit_base_patch14_reg4_dinov2', img_size=56, model_kwargs=dict(NARROW))
+    if cfg.model.backbone.get('window_size'):
+        cfg.model.backbone.update(window_size=3, global_attn_indexes=(1,))
+    return cfg
+
+
+def test_mask_rcnn_mini_training_step():
+    cfg = narrow_config('mask-rcnn_dinov2-s-p14-w14_fpn_mini-coco.py')
+    cfg.model.neck.in_channels = CHANNELS
+    model = build_model(cfg)
+    vit = model.backbone.vit
+    training_step(model, cfg.optim_wrapper, det_batch(model, (100, 132)),
+                  [vit.blocks[0].attn.qkv.weight, vit.blocks[1].mlp.fc1.weight, vit.reg_token, vit.cls_token,
+                   vit.pos_embed, model.backbone.pyramid.levels[0][0].weight])
+
+
+def test_upernet_mini_training_step():
+    cfg = narrow_config('upernet_dinov2-s-p14_mini-ade20k.py')
+    cfg.model.decode_head.in_channels = CHANNELS
+    cfg.model.auxiliary_head.in_channels = CHANNELS[2]
+    model = build_model(cfg)
+    model.data_preprocessor.size, model.data_preprocessor.size_divisor = None, 32  # keep the step small
+    vit = model.backbone.vit
+    training_step(model, cfg.optim_wrapper, seg_batch(model, (70, 98)),
+                  [vit.blocks[0].attn.qkv.weight, vit.blocks[1].ls2.gamma, vit.reg_token, vit.pos_embed])
