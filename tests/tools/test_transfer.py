@@ -175,7 +175,8 @@ def test_timm_plain_vits_compare_in_the_table_with_other_backbones(crops, tmp_pa
     narrow = dict(depth=2, embed_dim=64, num_heads=2)
     config = tmp_path / 'dinov2_narrow.py'
     config.write_text(f"_base_ = '{REPO}/configs/timm_vit/mask-rcnn_dinov2-s-p14-w14_fpn_mini-coco.py'\n"
-                      f"model = dict(backbone=dict(img_size=56, model_kwargs={narrow!r}))\n")
+                      f"model = dict(backbone=dict(img_size=56, model_kwargs={narrow!r}, window_size=2, "
+                      "global_attn_indexes=(1,)))\n")
     ref = timm.create_model('vit_small_patch14_dinov2', img_size=56, **narrow)
     torch.save(randomize(ref.state_dict()), tmp_path / 'dinov2_narrow.pth')
     tool = load_tool('transfer_eval')
@@ -192,7 +193,7 @@ def test_timm_plain_vits_compare_in_the_table_with_other_backbones(crops, tmp_pa
     with open(tmp_path / 'transfer.json') as f:
         notes = json.load(f)[1]['load_notes']
     # every timm tensor found its place: the final norm is dropped on purpose, the pyramid starts fresh
-    assert notes[0] == 'loaded 27, dropped 0, missing 16'
+    assert notes[0] == f'loaded {len(ref.state_dict()) - 2}, dropped 0, missing 16'
     dense = Config.fromfile(os.path.join(REPO, 'configs', 'swin', 'upernet_swin-t-p4-w7_mini-ade20k.py'))
     bb = transfer.backbone_cfg(Config.fromfile(str(config)), str(tmp_path / 'dinov2_narrow.pth'))
     fitted = transfer.dense_backbone_cfg(bb, dense.model.backbone.to_dict())
