@@ -193,6 +193,14 @@ def test_windowed_block_is_local_and_prefix_tokens_see_every_window():
     diff = (a.patches - b.patches).abs().amax(-1).reshape(4, 4)
     assert diff[:2, :2].min() > 0 and diff[2:].max() == 0 and diff[:, 2:].max() == 0
     assert (a.prefix - b.prefix).abs().amax() > 0
+    # the prefix outputs are the mean of what timm's block gives them in each window (class + 4 registers)
+    block, grid = model.vit.blocks[0], tokens.patches.reshape(1, 4, 4, 64)
+    with torch.no_grad():
+        per_window = [block(torch.cat([tokens.prefix, grid[:, r:r + 2, c:c + 2].reshape(1, 4, 64)], dim=1))
+                      for r in (0, 2) for c in (0, 2)]
+    assert tokens.prefix.shape == (1, 5, 64)
+    torch.testing.assert_close(a.prefix, torch.stack([w[:, :5] for w in per_window]).mean(0))
+    torch.testing.assert_close(a.patches.reshape(1, 4, 4, 64)[:, 2:, :2], per_window[2][:, 5:].reshape(1, 2, 2, 64))
 
 
 def test_token_api_runs_blocks_in_pieces():
