@@ -31,6 +31,8 @@ COLLECTIONS = {
     'swin': ('Swin', 'Swin Transformer: Hierarchical Vision Transformer using Shifted Windows',
              'https://arxiv.org/abs/2103.14030'),
     'timm': ('timm', 'PyTorch Image Models (timm)', 'https://github.com/huggingface/pytorch-image-models'),
+    'timm_vit': ('TimmViT', 'Exploring Plain Vision Transformer Backbones for Object Detection (ViTDet)',
+                 'https://arxiv.org/abs/2203.16527'),
     'vit': ('ViT', 'Exploring Plain Vision Transformer Backbones for Object Detection (ViTDet)',
             'https://arxiv.org/abs/2203.16527'),
     'vit_adapter': ('ViT-Adapter', 'Vision Transformer Adapter for Dense Predictions', 'https://arxiv.org/abs/2205.08534'),

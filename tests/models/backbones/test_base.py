@@ -24,6 +24,14 @@ SMALL_BACKBONES = {
     'HybridVisionTransformer': dict(arch=dict(layers=(1, 1, 1), channels=(128, 256, 512), stem_channels=32,
                                               embed_dim=96, depth=2, num_heads=3)),
     'TimmBackbone': dict(model_name='test_convnext'),
+    # timm's own plain ViTs: DINOv2 with registers (patch 14) and EVA-02 (RoPE) windowed by vitdense with a
+    # global block, samvit windowing inside its own blocks
+    'TimmViT': dict(model_name='vit_base_patch14_reg4_dinov2', img_size=56, window_size=3, global_attn_indexes=(1,),
+                    model_kwargs=dict(depth=2, embed_dim=64, num_heads=2)),
+    'TimmViT-eva02': dict(type='TimmViT', model_name='eva02_small_patch14_224', img_size=56, window_size=3,
+                          global_attn_indexes=(1,), model_kwargs=dict(depth=2, embed_dim=64, num_heads=2)),
+    'TimmViT-samvit': dict(type='TimmViT', model_name='samvit_base_patch16', img_size=64, window_size=3,
+                           global_attn_indexes=(1,), model_kwargs=dict(depth=2, embed_dim=64, num_heads=2)),
     'ViTAdapter': dict(model_name='deit_small_patch16_224', img_size=64, window_size=4, global_attn_indexes=(1,),
                        model_kwargs=dict(depth=2, embed_dim=96, num_heads=3, class_token=False),
                        interaction_indexes=[[0, 0], [1, 1]], conv_inplane=16, deform_num_heads=3),
