@@ -424,3 +424,89 @@ def test_mini_config_training_step_moves_the_vit_and_the_adapter(name):
                bb.interactions[0].injector.gamma, bb.interactions[-1].extra_extractors[1].ffn.fc2.weight,
                bb.up.weight, bb.out_norms[0].weight]
     training_step(model, cfg.optim_wrapper, data, watched)
+
+
+def paper_reference_points(shapes):
+    """czczup/ViT-Adapter's get_reference_points, restated."""
+    points = []
+    for h, w in shapes:
+        ref_y, ref_x = torch.meshgrid(torch.linspace(0.5, h - 0.5, h), torch.linspace(0.5, w - 0.5, w),
+                                      indexing='ij')
+        points.append(torch.stack((ref_x.reshape(-1)[None] / w, ref_y.reshape(-1)[None] / h), -1))
+    return torch.cat(points, 1)[:, :, None]
+
+
+def paper_forward(m, image):
+    """czczup/ViT-Adapter's ViTAdapter.forward (detection/mmdet_custom/models/backbones/vit_adapter.py and
+    adapter_modules.py) restated on ``m``'s weights and ViT: its deform_inputs for an image of multiples of 32,
+    its DWConv's split of the spatial tokens by N // 21, its x4 / x2 / x0.5 interpolations."""
+    from vitdense.models.backbones.timm_vit import TokenMap
+    B, _, h, w = image.shape
+    H, W = h // 16, w // 16
+    level_shapes = [(2 * H, 2 * W), (H, W), (H // 2, W // 2)]
+
+    def layout(shapes):
+        ss = torch.as_tensor(shapes, dtype=torch.long)
+        return ss, torch.cat((ss.new_zeros((1,)), ss.prod(1).cumsum(0)[:-1]))
+    ss1, lsi1 = layout(level_shapes)
+    ss2, lsi2 = layout([(H, W)])
+    ref1, ref2 = paper_reference_points([(H, W)]), paper_reference_points(level_shapes)
+
+    def msda(cross, query, feat, ref, ss, lsi):
+        return cross.attn(cross.query_norm(query), value=cross.feat_norm(feat), identity=torch.zeros(()),
+                          reference_points=ref, spatial_shapes=ss, level_start_index=lsi)
+
+    def dwconv(conv, x):
+        n = x.shape[1] // 21
+        parts = [x[:, :16 * n], x[:, 16 * n:20 * n], x[:, 20 * n:]]
+        sizes = [(2 * H, 2 * W), (H, W), (H // 2, W // 2)]
+        return torch.cat([conv(p.transpose(1, 2).reshape(B, -1, *s)).flatten(2).transpose(1, 2)
+                          for p, s in zip(parts, sizes)], dim=1)
+
+    c1, c2, c3, c4 = m.spm(image)
+    c2, c3, c4 = (c.view(B, c.shape[1], -1).transpose(1, 2) + m.level_embed[i] for i, c in enumerate((c2, c3, c4)))
+    c = torch.cat([c2, c3, c4], dim=1)
+    tokens = m.embed_tokens(image)
+    x = tokens.patches
+    for i, layer in enumerate(m.interactions):
+        first, last = m.interaction_indexes[i]
+        x = x + layer.injector.gamma * msda(layer.injector.cross_attn, x, c, ref1, ss1, lsi1)
+        x = m.run_blocks(TokenMap(x, tokens.prefix, (H, W)), first, last + 1).patches
+        for extractor in (layer.extractor, *layer.extra_extractors):
+            c = c + msda(extractor.cross_attn, c, x, ref2, ss2, lsi2)
+            ffn = extractor.ffn
+            c = c + ffn.fc2(ffn.act(dwconv(ffn.dwconv.dwconv, ffn.fc1(extractor.ffn_norm(c)))))
+    dim = x.shape[-1]
+    c2 = c[:, :c2.size(1)].transpose(1, 2).view(B, dim, 2 * H, 2 * W)
+    c3 = c[:, 4 * H * W:5 * H * W].transpose(1, 2).view(B, dim, H, W)
+    c4 = c[:, 5 * H * W:].transpose(1, 2).view(B, dim, H // 2, W // 2)
+    c1 = m.up(c2) + c1
+    x3 = x.transpose(1, 2).view(B, dim, H, W)
+    x1 = F.interpolate(x3, scale_factor=4, mode='bilinear', align_corners=False)
+    x2 = F.interpolate(x3, scale_factor=2, mode='bilinear', align_corners=False)
+    x4 = F.interpolate(x3, scale_factor=0.5, mode='bilinear', align_corners=False)
+    return [norm(f) for norm, f in zip(m.out_norms, (c1 + x1, c2 + x2, c3 + x3, c4 + x4))]
+
+
+def test_equals_a_restatement_of_the_papers_forward():
+    """Random weights everywhere (gammas, BatchNorm statistics included), windowed blocks, an image of multiples
+    of 32: the backbone's pyramid equals czczup/ViT-Adapter's forward restated on the same modules."""
+    torch.manual_seed(0)
+    model = adapter(class_token=False, window_size=2, global_attn_indexes=(1, 3))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if not name.startswith('vit.'):
+                p.add_(torch.randn_like(p) * 0.05)
+        for bn in model.modules():
+            if isinstance(bn, nn.BatchNorm2d):
+                bn.running_mean.uniform_(-0.1, 0.1)
+                bn.running_var.uniform_(0.5, 1.5)
+    model.eval()
+    x = torch.randn(2, 3, 64, 96)
+    with torch.no_grad():
+        ours = model(x)
+        want = paper_forward(model, x)
+    assert all(i.injector.gamma.abs().sum() > 0 for i in model.interactions)
+    for level, (a, b) in enumerate(zip(ours, want)):
+        assert a.shape == b.shape
+        assert rel_err(a, b) <= 1e-5, level
