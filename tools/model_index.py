@@ -35,7 +35,8 @@ COLLECTIONS = {
                  'https://arxiv.org/abs/2203.16527'),
     'vit': ('ViT', 'Exploring Plain Vision Transformer Backbones for Object Detection (ViTDet)',
             'https://arxiv.org/abs/2203.16527'),
-    'vit_adapter': ('ViT-Adapter', 'Vision Transformer Adapter for Dense Predictions', 'https://arxiv.org/abs/2205.08534'),
+    'vit_adapter': ('ViT-Adapter', 'Vision Transformer Adapter for Dense Predictions',
+                    'https://arxiv.org/abs/2205.08534'),
     'vit_hybrid': ('ViT-Hybrid', 'An Image is Worth 16x16 Words: Transformers for Image Recognition at Scale',
                    'https://arxiv.org/abs/2010.11929'),
 }

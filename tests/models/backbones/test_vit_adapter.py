@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from tests.conftest import (ODD_SIZES, REPO, build_model, det_batch, expected_shapes, randomize, rel_err, seg_batch,
                             training_step)
 from vitdense.errors import ConfigError
-from vitdense.models.backbones import TimmViT, ViTAdapter
+from vitdense.models.backbones import ViTAdapter
 from vitdense.models.backbones.vit_adapter import (ConvFFN, DeformableCrossAttention, Extractor, Injector,
                                                    MultiLevelDWConv, SpatialPriorModule, even_interaction_indexes,
                                                    reference_points)
@@ -316,8 +316,8 @@ def test_dinov2_checkpoint_patch14_layer_scale_at_another_grid(tmp_path):
     assert model.patch_size == 14
     assert torch.equal(model.vit.blocks[2].ls1.gamma, ref.blocks[2].ls1.gamma)
     assert report.adaptation.resized['vit.pos_embed'] == ((1, 1 + 37 * 37, 96), (1, 16, 96))
-    small = timm.create_model('vit_small_patch14_dinov2', pretrained=False, img_size=56, class_token=False, global_pool='',
-                              **NARROW).eval()
+    small = timm.create_model('vit_small_patch14_dinov2', pretrained=False, img_size=56, class_token=False,
+                              global_pool='', **NARROW).eval()
     missing = small.load_state_dict({k[4:]: v for k, v in model.state_dict().items() if k.startswith('vit.')},
                                     strict=False).missing_keys
     assert missing == ['norm.weight', 'norm.bias']  # the final norm: not part of the adapter's ViT
