@@ -23,7 +23,9 @@ level mapping) is handled for two-stage detectors by :func:`detector_counting_pa
 fixed ``test_cfg.rpn.max_per_img`` proposals per image (the most the RoI head ever sees, so the count is
 deterministic) and the RoI extractors return zeros of their output shape (bilinear sampling: no
 multiply-adds); a Cascade RoI head counts its mask heads on 100 RoIs, like Mask R-CNN's
-(:func:`_cascade_counting_forward`). A model that still fails on ``meta`` is counted again with real CPU tensors.
+(:func:`_cascade_counting_forward`). mmcv's multi-scale deformable attention (ViT-Adapter) is answered by shape,
+its sampling counted by formula (:func:`deformable_attention_counting_patch`). A model that still fails on ``meta``
+is counted again with real CPU tensors.
 
 Detectors are counted like mmdet's ``get_flops``: ``model._forward`` (backbone, neck, RPN head, RoI heads
 on the proposals); segmentors like mmseg's: ``model._forward`` (backbone and decode head, whole image; the
@@ -417,6 +419,40 @@ class Complexity:
     note: str = ''
 
 
+def deformable_attention_counting_patch(counter: 'FlopCounter'):
+    """On the meta device, mmcv's ``MultiScaleDeformableAttention`` (ViT-Adapter, Mask2Former's pixel decoder)
+    answered by shape: its four linears run (and are counted), its sampling core is counted by formula, 5
+    multiply-adds per sampled point and channel (a bilinear read of 4 values, then the attention weight). Its
+    forward asserts on, and its CPU core splits by, values of the ``spatial_shapes`` tensor, which meta tensors do
+    not have. Applies while counting only."""
+    from unittest import mock
+    try:
+        from mmcv.ops import MultiScaleDeformableAttention
+    except ImportError:
+        return contextlib.nullcontext()
+
+    def forward(self, query, key=None, value=None, identity=None, query_pos=None, key_padding_mask=None,
+                reference_points=None, spatial_shapes=None, level_start_index=None, **kwargs):
+        value = query if value is None else value
+        identity = query if identity is None else identity
+        if query_pos is not None:
+            query = query + query_pos
+        if not self.batch_first:
+            query, value = query.transpose(0, 1), value.transpose(0, 1)
+        batch, queries, _ = query.shape
+        value = self.value_proj(value)
+        self.sampling_offsets(query)
+        self.attention_weights(query)
+        channels = value.shape[-1] // self.num_heads
+        sampled = batch * queries * self.num_heads * self.num_levels * self.num_points * channels
+        counter._record('multi_scale_deformable_attn', 2 * 5 * sampled)
+        output = self.output_proj(value.new_empty(batch, queries, value.shape[-1]))
+        if not self.batch_first:
+            output = output.transpose(0, 1)
+        return self.dropout(output) + identity
+    return mock.patch.object(MultiScaleDeformableAttention, 'forward', forward)
+
+
 def _count_forward(model: nn.Module, scope: str, shape, backbone_only: bool, device: str) -> FlopCounter:
     """Run the model once under a :class:`FlopCounter`; on 'meta', with meta copies of all its parameters and
     buffers swapped in (``functional_call``)."""
@@ -435,7 +471,7 @@ def _count_forward(model: nn.Module, scope: str, shape, backbone_only: bool, dev
         if device == 'meta':
             state = {name: torch.empty_like(t, device='meta') for name, t in
                      [*model.named_parameters(remove_duplicate=False), *model.named_buffers(remove_duplicate=False)]}
-            with counter:
+            with counter, deformable_attention_counting_patch(counter):
                 torch.func.functional_call(model, state, args, kwargs, tie_weights=False)
         else:
             with counter:
