@@ -36,7 +36,7 @@ def test_list_models_names_backbones_and_configs():
     assert {'swin-t', 'swin-s', 'swin-b', 'swin-t-p4-w7', DET_MINI} <= set(swin)
     assert all('swin' in name for name in swin)
     mini_det = vitdense.list_models('mask-rcnn_*mini-coco')
-    assert len(mini_det) == 9 and all(n.split('/')[1].startswith('mask-rcnn_') and n.endswith('_mini-coco')
+    assert len(mini_det) == 10 and all(n.split('/')[1].startswith('mask-rcnn_') and n.endswith('_mini-coco')
                                       for n in mini_det)
     assert len(vitdense.list_models()) == len(zoo.backbones()) + len(zoo.shipped_configs())
 
