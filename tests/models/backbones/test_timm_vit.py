@@ -385,3 +385,23 @@ def test_upernet_mini_training_step():
     vit = model.backbone.vit
     training_step(model, cfg.optim_wrapper, seg_batch(model, (70, 98)),
                   [vit.blocks[0].attn.qkv.weight, vit.blocks[1].ls2.gamma, vit.reg_token, vit.pos_embed])
+
+
+def test_official_dinov2_layout_with_registers_loads_through_timms_filter(tmp_path):
+    """facebookresearch/dinov2's layout (register_tokens, a class-token position inside pos_embed, mask_token):
+    mapped by timm's own filter, the tokens are timm's for the same network."""
+    ref = saved_timm('vit_base_patch14_reg4_dinov2', tmp_path / 'timm.pth')
+    sd = torch.load(tmp_path / 'timm.pth')
+    cls_pos = torch.randn(1, 1, 64) * 0.05
+    official = {k: v for k, v in sd.items() if k not in ('reg_token', 'cls_token', 'pos_embed')}
+    official.update(register_tokens=sd['reg_token'], cls_token=sd['cls_token'] - cls_pos,
+                    pos_embed=torch.cat([cls_pos, sd['pos_embed']], dim=1), mask_token=torch.zeros(1, 64))
+    torch.save(official, tmp_path / 'official.pth')
+    model = narrow('vit_base_patch14_reg4_dinov2')
+    report = load_pretrained(model, str(tmp_path / 'official.pth'))
+    assert any("timm.models.vision_transformer.checkpoint_filter_fn" in n for n in report.notes)
+    assert 'mask_token' in report.adaptation.dropped and not report.dropped
+    assert report.adaptation.renamed['vit.reg_token'] == 'register_tokens'
+    x = torch.randn(1, 3, 56, 56)
+    with torch.no_grad():
+        assert rel_err(model.eval().token_map(x), timm_last_map(ref, x)) <= 1e-5
