@@ -224,3 +224,19 @@ def test_benchmark_helpers_parse_sizes_and_time_one_call():
     calls = []
     wall, cpu = analysis.timed_call(lambda x: calls.append(x.sum().item()), torch.ones(3))
     assert calls == [3.0] and wall >= 0.0 and cpu >= 0.0
+
+
+def test_deformable_attention_counted_on_meta_as_on_cpu_plus_its_sampling():
+    """mmcv's MultiScaleDeformableAttention cannot run on the meta device; the counting patch answers it by shape:
+    the same linears as a real CPU run (which counts no grid_sample), plus 5 multiply-adds per sampled point and
+    channel. A narrow ViT-Adapter on a 64 x 96 image: 2 injectors (24 ViT queries, 3 levels) and 4 extractors (the
+    last interaction's two extra; 96 + 24 + 6 spatial queries, 1 level), 3 heads of 32 channels, 4 points."""
+    from vitdense.analysis import FlopCounter, backbone_flops
+    from vitdense.models.backbones import ViTAdapter
+    model = ViTAdapter('deit_small_patch16_224', img_size=64, interaction_indexes=[[0, 0], [1, 1]], conv_inplane=16,
+                       deform_num_heads=3, model_kwargs=dict(depth=2, embed_dim=96, num_heads=3,
+                                                             class_token=False)).eval()
+    with torch.no_grad(), FlopCounter() as on_cpu:
+        model(torch.zeros(1, 3, 64, 96))
+    sampled = 2 * (24 * 3 * 3 * 4 * 32) + 4 * ((96 + 24 + 6) * 3 * 1 * 4 * 32)
+    assert backbone_flops(model, (64, 96)) - on_cpu.total == 5 * sampled

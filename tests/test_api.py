@@ -36,7 +36,7 @@ def test_list_models_names_backbones_and_configs():
     assert {'swin-t', 'swin-s', 'swin-b', 'swin-t-p4-w7', DET_MINI} <= set(swin)
     assert all('swin' in name for name in swin)
     mini_det = vitdense.list_models('mask-rcnn_*mini-coco')
-    assert len(mini_det) == 9 and all(n.split('/')[1].startswith('mask-rcnn_') and n.endswith('_mini-coco')
+    assert len(mini_det) == 11 and all(n.split('/')[1].startswith('mask-rcnn_') and n.endswith('_mini-coco')
                                       for n in mini_det)
     assert len(vitdense.list_models()) == len(zoo.backbones()) + len(zoo.shipped_configs())
 
@@ -47,6 +47,7 @@ def test_backbone_names_map_onto_their_detection_configs():
     assert names['vit-b-r50'] == 'vit_hybrid/mask-rcnn_vit-b-r50-s16-w14_fpn_1x_coco'
     assert names['tf-efficientnet-lite0'] == 'timm/mask-rcnn_tf-efficientnet-lite0_fpn_mini-coco'
     assert names['sequencer2d-m'] == 'sequencer/mask-rcnn_sequencer2d-m_fpn_1x_coco'
+    assert names['vit-adapter-s'] == 'vit_adapter/mask-rcnn_vit-adapter-s_fpn_1x_coco'
     assert set(names.values()) <= set(zoo.shipped_configs())
 
 

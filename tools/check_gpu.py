@@ -64,6 +64,8 @@ BACKBONES = [  # (name, config whose model.backbone is built, backbone overrides
     ('BOAT-CSWin-T pytorch-boat', 'configs/boat/mask-rcnn_boat-cswin-t_fpn_mini-coco.py',
      {'layout': 'pytorch-boat'}),
     ('timm tf_efficientnet_lite0', 'configs/timm/mask-rcnn_tf-efficientnet-lite0_fpn_mini-coco.py', {}),
+    ('timm DINOv2-S/14 (windowed)', 'configs/timm_vit/mask-rcnn_dinov2-s-p14-w14_fpn_mini-coco.py', {}),
+    ('ViT-Adapter-S', 'configs/vit_adapter/mask-rcnn_vit-adapter-s_fpn_mini-coco.py', {}),
 ]
 BENCHMARKS = [  # tools/benchmark.py arguments
     ['configs/swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py', '--backbone-only', '--shape', '800', '1216'],

@@ -31,8 +31,12 @@ COLLECTIONS = {
     'swin': ('Swin', 'Swin Transformer: Hierarchical Vision Transformer using Shifted Windows',
              'https://arxiv.org/abs/2103.14030'),
     'timm': ('timm', 'PyTorch Image Models (timm)', 'https://github.com/huggingface/pytorch-image-models'),
+    'timm_vit': ('TimmViT', 'Exploring Plain Vision Transformer Backbones for Object Detection (ViTDet)',
+                 'https://arxiv.org/abs/2203.16527'),
     'vit': ('ViT', 'Exploring Plain Vision Transformer Backbones for Object Detection (ViTDet)',
             'https://arxiv.org/abs/2203.16527'),
+    'vit_adapter': ('ViT-Adapter', 'Vision Transformer Adapter for Dense Predictions',
+                    'https://arxiv.org/abs/2205.08534'),
     'vit_hybrid': ('ViT-Hybrid', 'An Image is Worth 16x16 Words: Transformers for Image Recognition at Scale',
                    'https://arxiv.org/abs/2010.11929'),
 }
@@ -62,6 +66,19 @@ PAPER_RESULTS = {
                                                      {'mIoU': 48.7, 'mIoU (ms+flip)': 49.6})],
     'upernet_convnext-b_4xb4-160k_ade20k-512x512': [('Semantic Segmentation', _ADE,
                                                      {'mIoU': 49.1, 'mIoU (ms+flip)': 49.9})],
+    # ViT-Adapter paper (Table 1) / czczup/ViT-Adapter (3x, DINOv2, Cascade, UperNet)
+    **{f'{head}_vit-adapter-{size}_fpn_{schedule}_coco': [('Object Detection', _COCO, {'box AP': box}),
+                                                          ('Instance Segmentation', _COCO, {'mask AP': mask})]
+       for head, size, schedule, box, mask in [
+           ('mask-rcnn', 's', '1x', 44.7, 39.9), ('mask-rcnn', 's', 'ms-crop-3x', 48.2, 42.8),
+           ('mask-rcnn', 'b', '1x', 47.0, 41.8), ('mask-rcnn', 'b', 'ms-crop-3x', 49.6, 43.6),
+           ('mask-rcnn', 'dinov2-s-p14', 'ms-crop-3x', 51.5, 45.6),
+           ('mask-rcnn', 'dinov2-b-p14', 'ms-crop-3x', 54.1, 47.8),
+           ('cascade-mask-rcnn', 's', 'ms-crop-3x', 51.5, 44.3), ('cascade-mask-rcnn', 'b', 'ms-crop-3x', 52.1, 44.8)]},
+    'upernet_vit-adapter-s_4xb4-160k_ade20k-512x512': [('Semantic Segmentation', _ADE,
+                                                        {'mIoU': 46.2, 'mIoU (ms)': 47.1})],
+    'upernet_vit-adapter-b_4xb4-160k_ade20k-512x512': [('Semantic Segmentation', _ADE,
+                                                        {'mIoU': 48.8, 'mIoU (ms)': 49.7})],
     'swin-t-p4-w7_in1k': [('Image Classification', _IN1K, {'Top 1 Accuracy': 81.3})],
     'convnext-t_in1k': [('Image Classification', _IN1K, {'Top 1 Accuracy': 82.1})],
 }

@@ -23,7 +23,9 @@ level mapping) is handled for two-stage detectors by :func:`detector_counting_pa
 fixed ``test_cfg.rpn.max_per_img`` proposals per image (the most the RoI head ever sees, so the count is
 deterministic) and the RoI extractors return zeros of their output shape (bilinear sampling: no
 multiply-adds); a Cascade RoI head counts its mask heads on 100 RoIs, like Mask R-CNN's
-(:func:`_cascade_counting_forward`). A model that still fails on ``meta`` is counted again with real CPU tensors.
+(:func:`_cascade_counting_forward`). mmcv's multi-scale deformable attention (ViT-Adapter) is answered by shape,
+its sampling counted by formula (:func:`deformable_attention_counting_patch`). A model that still fails on ``meta``
+is counted again with real CPU tensors.
 
 Detectors are counted like mmdet's ``get_flops``: ``model._forward`` (backbone, neck, RPN head, RoI heads
 on the proposals); segmentors like mmseg's: ``model._forward`` (backbone and decode head, whole image; the
@@ -64,6 +66,7 @@ class Published:
 
 _SWIN = 'Swin paper (arXiv 2103.14030) / microsoft/Swin-Transformer-{Object-Detection,Semantic-Segmentation}'
 _CONVNEXT = 'ConvNeXt paper (arXiv 2201.03545) / facebookresearch/ConvNeXt'
+_VIT_ADAPTER = 'ViT-Adapter paper (arXiv 2205.08534) / czczup/ViT-Adapter'
 # The published params (M) and FLOPs (G, multiply-adds; detection at 1280x800, UperNet at 512x2048,
 # classification at 224x224), keyed by config name. Only figures the authors published for that model and
 # schedule; other families add theirs here.
@@ -85,6 +88,16 @@ PUBLISHED: Dict[str, Published] = {
     'upernet_convnext-t_4xb4-160k_ade20k-512x512': Published(60, 939, _CONVNEXT),
     'upernet_convnext-s_4xb4-160k_ade20k-512x512': Published(82, 1027, _CONVNEXT),
     'upernet_convnext-b_4xb4-160k_ade20k-512x512': Published(122, 1170, _CONVNEXT),
+    'mask-rcnn_vit-adapter-s_fpn_1x_coco': Published(48, None, _VIT_ADAPTER),
+    'mask-rcnn_vit-adapter-s_fpn_ms-crop-3x_coco': Published(48, None, _VIT_ADAPTER),
+    'mask-rcnn_vit-adapter-b_fpn_1x_coco': Published(120, None, _VIT_ADAPTER),
+    'mask-rcnn_vit-adapter-b_fpn_ms-crop-3x_coco': Published(120, None, _VIT_ADAPTER),
+    'mask-rcnn_vit-adapter-dinov2-s-p14_fpn_ms-crop-3x_coco': Published(48, None, _VIT_ADAPTER),
+    'mask-rcnn_vit-adapter-dinov2-b-p14_fpn_ms-crop-3x_coco': Published(120, None, _VIT_ADAPTER),
+    'cascade-mask-rcnn_vit-adapter-s_fpn_ms-crop-3x_coco': Published(86, None, _VIT_ADAPTER),
+    'cascade-mask-rcnn_vit-adapter-b_fpn_ms-crop-3x_coco': Published(158, None, _VIT_ADAPTER),
+    'upernet_vit-adapter-s_4xb4-160k_ade20k-512x512': Published(58, None, _VIT_ADAPTER),
+    'upernet_vit-adapter-b_4xb4-160k_ade20k-512x512': Published(134, None, _VIT_ADAPTER),
     'swin-t-p4-w7_in1k': Published(28, 4.5, _SWIN),  # ImageNet-1k classifiers at 224x224
     'convnext-t_in1k': Published(28, 4.5, _CONVNEXT),
 }
@@ -406,6 +419,40 @@ class Complexity:
     note: str = ''
 
 
+def deformable_attention_counting_patch(counter: 'FlopCounter'):
+    """On the meta device, mmcv's ``MultiScaleDeformableAttention`` (ViT-Adapter, Mask2Former's pixel decoder)
+    answered by shape: its four linears run (and are counted), its sampling core is counted by formula, 5
+    multiply-adds per sampled point and channel (a bilinear read of 4 values, then the attention weight). Its
+    forward asserts on, and its CPU core splits by, values of the ``spatial_shapes`` tensor, which meta tensors do
+    not have. Applies while counting only."""
+    from unittest import mock
+    try:
+        from mmcv.ops import MultiScaleDeformableAttention
+    except ImportError:
+        return contextlib.nullcontext()
+
+    def forward(self, query, key=None, value=None, identity=None, query_pos=None, key_padding_mask=None,
+                reference_points=None, spatial_shapes=None, level_start_index=None, **kwargs):
+        value = query if value is None else value
+        identity = query if identity is None else identity
+        if query_pos is not None:
+            query = query + query_pos
+        if not self.batch_first:
+            query, value = query.transpose(0, 1), value.transpose(0, 1)
+        batch, queries, _ = query.shape
+        value = self.value_proj(value)
+        self.sampling_offsets(query)
+        self.attention_weights(query)
+        channels = value.shape[-1] // self.num_heads
+        sampled = batch * queries * self.num_heads * self.num_levels * self.num_points * channels
+        counter._record('multi_scale_deformable_attn', 2 * 5 * sampled)
+        output = self.output_proj(value.new_empty(batch, queries, value.shape[-1]))
+        if not self.batch_first:
+            output = output.transpose(0, 1)
+        return self.dropout(output) + identity
+    return mock.patch.object(MultiScaleDeformableAttention, 'forward', forward)
+
+
 def _count_forward(model: nn.Module, scope: str, shape, backbone_only: bool, device: str) -> FlopCounter:
     """Run the model once under a :class:`FlopCounter`; on 'meta', with meta copies of all its parameters and
     buffers swapped in (``functional_call``)."""
@@ -424,7 +471,7 @@ def _count_forward(model: nn.Module, scope: str, shape, backbone_only: bool, dev
         if device == 'meta':
             state = {name: torch.empty_like(t, device='meta') for name, t in
                      [*model.named_parameters(remove_duplicate=False), *model.named_buffers(remove_duplicate=False)]}
-            with counter:
+            with counter, deformable_attention_counting_patch(counter):
                 torch.func.functional_call(model, state, args, kwargs, tie_weights=False)
         else:
             with counter:

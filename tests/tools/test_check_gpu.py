@@ -100,12 +100,12 @@ def test_clustering_backbones_pass_amp_on_finite_values():
 
 def test_every_family_and_mini_config_listed():
     names = [name for name, _, _ in check_gpu['BACKBONES']]
-    assert len(names) == 11 and {'BOAT-Swin-T paper', 'BOAT-Swin-T pytorch-boat', 'BOAT-CSWin-T paper',
+    assert len(names) == 13 and {'BOAT-Swin-T paper', 'BOAT-Swin-T pytorch-boat', 'BOAT-CSWin-T paper',
                                  'BOAT-CSWin-T pytorch-boat'} <= set(names)
     assert all(os.path.isfile(os.path.join(REPO, config)) for _, config, _ in check_gpu['BACKBONES'])
     configs = [os.path.relpath(c, REPO) for c in check_gpu['mini_train_configs']()]
-    assert len(configs) == 20
-    assert sum(os.path.basename(c).startswith('mask-rcnn_') for c in configs) == 9
+    assert len(configs) == 24
+    assert sum(os.path.basename(c).startswith('mask-rcnn_') for c in configs) == 11
     assert 'configs/swin/cascade-mask-rcnn_swin-t-p4-w7_fpn_mini-coco.py' in configs
     assert 'configs/swin/mask2former_swin-t_mini-ade20k.py' in configs
     assert 'configs/swin/upernet_swin-t-p4-w7_mini-ade20k.py' in configs

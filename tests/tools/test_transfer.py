@@ -164,3 +164,40 @@ def test_tool_errors_are_one_line(tmp_path, capsys):
     assert 'make_coco_crops.py' in capsys.readouterr().err
     assert tool.main(['--model', EFFNET_CLS, str(tmp_path / 'missing.pth'), '--no-progress']) == 2
     assert "use 'none' for random init" in capsys.readouterr().err
+
+
+def test_timm_plain_vits_compare_in_the_table_with_other_backbones(crops, tmp_path):
+    """A narrow DINOv2-layout TimmViT (random timm weights loaded from a file, and scratch) next to another family
+    in one table; the same backbone fitted into another family's dense config."""
+    import timm
+    from tests.conftest import randomize
+    out, _ = crops
+    narrow = dict(depth=2, embed_dim=64, num_heads=2)
+    config = tmp_path / 'dinov2_narrow.py'
+    config.write_text(f"_base_ = '{REPO}/configs/timm_vit/mask-rcnn_dinov2-s-p14-w14_fpn_mini-coco.py'\n"
+                      f"model = dict(backbone=dict(img_size=56, model_kwargs={narrow!r}, window_size=2, "
+                      "global_attn_indexes=(1,)))\n")
+    ref = timm.create_model('vit_small_patch14_dinov2', img_size=56, **narrow)
+    torch.save(randomize(ref.state_dict()), tmp_path / 'dinov2_narrow.pth')
+    tool = load_tool('transfer_eval')
+    rc = tool.main(['--data', str(out), '--model', str(config), 'none', '--model', str(config),
+                    str(tmp_path / 'dinov2_narrow.pth'), '--model', EFFNET_CLS, 'none',
+                    '--name', 'dinov2 scratch', '--name', 'dinov2 timm', '--name', 'effnet scratch',
+                    '--out-dir', str(tmp_path), '--no-progress'])
+    assert rc == 0
+    with open(tmp_path / 'transfer.csv') as f:
+        rows = {r['model']: r for r in csv.DictReader(f)}
+    assert set(rows) == {'dinov2 scratch', 'dinov2 timm', 'effnet scratch'}
+    for row in rows.values():
+        assert 0 <= float(row['probe top-1']) <= 100 and 0 <= float(row['k-NN top-1']) <= 100
+    with open(tmp_path / 'transfer.json') as f:
+        notes = json.load(f)[1]['load_notes']
+    # every timm tensor found its place: the final norm is dropped on purpose, the pyramid starts fresh
+    assert notes[0] == f'loaded {len(ref.state_dict()) - 2}, dropped 0, missing 16'
+    dense = Config.fromfile(os.path.join(REPO, 'configs', 'swin', 'upernet_swin-t-p4-w7_mini-ade20k.py'))
+    bb = transfer.backbone_cfg(Config.fromfile(str(config)), str(tmp_path / 'dinov2_narrow.pth'))
+    fitted = transfer.dense_backbone_cfg(bb, dense.model.backbone.to_dict())
+    channels = transfer.output_channels(transfer.build_backbone({**fitted, 'init_cfg': None}))
+    assert channels == [16, 32, 64, 64]
+    cfg = transfer.fit_dense_config(dense, fitted, channels)
+    assert cfg.model.decode_head.in_channels == [16, 32, 64, 64] and cfg.model.backbone.type == 'vitdense.TimmViT'

@@ -26,7 +26,22 @@ SMALL_BACKBONES = {
     'HybridVisionTransformer': dict(arch=dict(layers=(1, 1, 1), channels=(128, 256, 512), stem_channels=32,
                                               embed_dim=96, depth=2, num_heads=3)),
     'TimmBackbone': dict(model_name='test_convnext'),
+    # timm's own plain ViTs: DINOv2 with registers (patch 14) and EVA-02 (RoPE) windowed by vitdense with a
+    # global block, samvit windowing inside its own blocks
+    'TimmViT': dict(model_name='vit_base_patch14_reg4_dinov2', img_size=56, window_size=3, global_attn_indexes=(1,),
+                    model_kwargs=dict(depth=2, embed_dim=64, num_heads=2)),
+    'TimmViT-eva02': dict(type='TimmViT', model_name='eva02_small_patch14_224', img_size=56, window_size=3,
+                          global_attn_indexes=(1,), model_kwargs=dict(depth=2, embed_dim=64, num_heads=2)),
+    'TimmViT-samvit': dict(type='TimmViT', model_name='samvit_base_patch16', img_size=64, window_size=3,
+                           global_attn_indexes=(1,), model_kwargs=dict(depth=2, embed_dim=64, num_heads=2)),
+    'ViTAdapter': dict(model_name='deit_small_patch16_224', img_size=64, window_size=4, global_attn_indexes=(1,),
+                       model_kwargs=dict(depth=2, embed_dim=96, num_heads=3, class_token=False),
+                       interaction_indexes=[[0, 0], [1, 1]], conv_inplane=16, deform_num_heads=3),
 }
+# Families torch.compile cannot take as one graph, and why. ViT-Adapter: mmcv's MultiScaleDeformableAttention
+# (its CPU path) splits the values by sizes it reads from its spatial_shapes tensor, data-dependent sizes dynamo
+# cannot trace (it fails on them even with capture_scalar_outputs); the rest of the model traces.
+NOT_ONE_GRAPH = {'ViTAdapter': 'multi_scale_deformable_attn_pytorch'}
 
 
 def build_small(name, **overrides):
@@ -37,7 +52,7 @@ def build_small(name, **overrides):
     return MODELS.build(kwargs).train()
 
 
-@pytest.mark.parametrize('name', sorted(SMALL_BACKBONES))
+@pytest.mark.parametrize('name', sorted(set(SMALL_BACKBONES) - set(NOT_ONE_GRAPH)))
 def test_torch_compile_takes_the_whole_backbone_as_one_graph(name):
     """fullgraph=True raises at the first graph break; the captured graph (run by the eager backend, so the
     test needs no C++ compiler) gives the eager outputs, for two input sizes (a recompile each: BOAT's
@@ -45,6 +60,20 @@ def test_torch_compile_takes_the_whole_backbone_as_one_graph(name):
     # dynamo wraps nn.LSTM only when told to; scoped to the traced calls, as Sequencer2D's docstring shows users
     tracing = (lambda: torch._dynamo.config.patch(allow_rnn=True)) if name == 'Sequencer2D' else contextlib.nullcontext
     contract.check_compiles_as_one_graph(build_small(name), tracing)
+
+
+@pytest.mark.parametrize('name', sorted(NOT_ONE_GRAPH))
+def test_families_that_are_not_one_graph_break_where_their_note_says_and_compile_with_that_break(name):
+    """The reason NOT_ONE_GRAPH gives is the real one (fullgraph fails there; when it stops failing, the family
+    belongs in the one-graph test), and with graph breaks allowed the compiled model gives the eager outputs."""
+    model = build_small(name)
+    x = torch.randn(1, 3, 64, 96)
+    with pytest.raises(Exception, match=NOT_ONE_GRAPH[name]):
+        torch.compile(model, backend='eager', fullgraph=True, dynamic=False)(x)
+    torch._dynamo.reset()
+    outputs = torch.compile(model, backend='eager', dynamic=False)(x)
+    for out, ref in zip(outputs, model(x)):
+        torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize('name', sorted(SMALL_BACKBONES))

@@ -14,7 +14,15 @@ Two uses:
 * as a registered neck after any single-map backbone (``type='vitdense.SimpleFeaturePyramid'``), with
   ``out_channels`` set it adds ViTDet's per-level 1x1 + 3x3 convolutions (each followed by a LayerNorm),
   i.e. the whole ViTDet neck.
+
+Token strides that are not 16 (patch 14 DINOv2 / EVA-02, patch 8 or 32 ViTs): with ``out_strides`` the
+scale factors come from the real stride, ``input_stride / out_stride`` (3.5 / 1.75 / 0.875 / 0.4375 for
+patch 14). Each level applies ViTDet's operation for the nearest power of two (deconvolutions x4 / x2,
+identity, max-pool; x8 and /4 for patch 32 / 8) and, where that power is not the exact factor, bilinearly
+resamples the result to the target stride with cell centres aligned
+(:func:`vitdense.models.layers.resample_to_stride`), so patch 14 still gives strides 4 / 8 / 16 / 32.
 """
+import math
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -23,21 +31,28 @@ from mmengine.model import BaseModule
 from timm.layers import LayerNorm2d
 
 from vitdense.registry import MODELS
+from ..layers import resample_to_stride
 
 _LEVEL_CHANNEL_DIVISOR = {4.0: 4, 2.0: 2, 1.0: 1, 0.5: 1}
+_POWERS = range(-2, 4)  # ViTDet's /2 .. x4, plus /4 and x8 for patch-8 and patch-32 token maps
 
 
 def _rescale(in_channels: int, scale: float) -> List[nn.Module]:
-    if scale == 4.0:
-        return [nn.ConvTranspose2d(in_channels, in_channels // 2, kernel_size=2, stride=2),
-                LayerNorm2d(in_channels // 2), nn.GELU(),
-                nn.ConvTranspose2d(in_channels // 2, in_channels // 4, kernel_size=2, stride=2)]
-    if scale == 2.0:
-        return [nn.ConvTranspose2d(in_channels, in_channels // 2, kernel_size=2, stride=2)]
-    if scale == 1.0:
+    """ViTDet's operation for a power-of-two ``scale``: 2x2 deconvolutions halving the channels (LayerNorm +
+    GELU between two), identity, or a max-pool."""
+    power = round(math.log2(scale))
+    if power > 0:
+        layers, channels = [], in_channels
+        for i in range(power):
+            if i:
+                layers += [LayerNorm2d(channels), nn.GELU()]
+            layers.append(nn.ConvTranspose2d(channels, channels // 2, kernel_size=2, stride=2))
+            channels //= 2
+        return layers
+    if power == 0:
         return []
     # ceil_mode: an odd map keeps its last row/column, so the size is ceil(H / 32) like every other backbone
-    return [nn.MaxPool2d(kernel_size=2, stride=2, ceil_mode=True)]
+    return [nn.MaxPool2d(kernel_size=2 ** -power, stride=2 ** -power, ceil_mode=True)]
 
 
 @MODELS.register_module()
@@ -48,6 +63,9 @@ class SimpleFeaturePyramid(BaseModule):
         in_channels: channels of the input map (the ViT width).
         scale_factors: any of 4.0, 2.0, 1.0, 0.5 (default: all four -> strides 4/8/16/32).
         input_stride: stride of the input map (16 for patch-16 ViTs); used to crop to ceil(H / stride).
+        out_strides: instead of ``scale_factors``, the strides to emit (e.g. (4, 8, 16, 32) from a stride-14
+            map): factors ``input_stride / out_stride``, each level ViTDet's operation for the nearest power
+            of two plus an exact bilinear resampling where the factor is not a power of two.
         out_channels: None (rescaling only; level channels C/4, C/2, C, C) or an int (ViTDet's full neck:
             1x1 conv + LN + 3x3 conv + LN per level to ``out_channels``).
         out_indices: levels to build and return (default: all); the others hold no parameters.
@@ -55,27 +73,42 @@ class SimpleFeaturePyramid(BaseModule):
 
     def __init__(self, in_channels: int, scale_factors: Sequence[float] = (4.0, 2.0, 1.0, 0.5),
                  input_stride: int = 16, out_channels: Optional[int] = None,
-                 out_indices: Optional[Sequence[int]] = None, init_cfg=None):
+                 out_indices: Optional[Sequence[int]] = None, out_strides: Optional[Sequence[int]] = None,
+                 init_cfg=None):
         super().__init__(init_cfg=init_cfg)
-        scale_factors = tuple(float(s) for s in scale_factors)
-        bad = [s for s in scale_factors if s not in _LEVEL_CHANNEL_DIVISOR]
-        if bad:
-            raise ValueError(f'SimpleFeaturePyramid scale_factors must be among (4.0, 2.0, 1.0, 0.5), got {bad}')
-        if in_channels % 4:
-            raise ValueError(f'SimpleFeaturePyramid in_channels={in_channels} must be divisible by 4 (the '
-                             'stride-4 level has in_channels // 4 channels)')
+        if out_strides is not None:
+            self.strides = tuple(int(s) for s in out_strides)
+            scale_factors = tuple(input_stride / s for s in self.strides)
+            powers = [round(math.log2(s)) for s in scale_factors]
+            bad = [s for s, p in zip(self.strides, powers) if p not in _POWERS]
+            if bad:
+                raise ValueError(f'SimpleFeaturePyramid out_strides {bad} are more than x8 / 4 away from the '
+                                 f'input stride {input_stride}')
+        else:
+            scale_factors = tuple(float(s) for s in scale_factors)
+            bad = [s for s in scale_factors if s not in _LEVEL_CHANNEL_DIVISOR]
+            if bad:
+                raise ValueError(f'SimpleFeaturePyramid scale_factors must be among (4.0, 2.0, 1.0, 0.5), got {bad}')
+            self.strides = tuple(int(input_stride / s) for s in scale_factors)
+            powers = [round(math.log2(s)) for s in scale_factors]
+        divisor = 2 ** max(max(powers), 2)
+        if in_channels % divisor:
+            raise ValueError(f'SimpleFeaturePyramid in_channels={in_channels} must be divisible by {divisor} (the '
+                             f'finest level has in_channels // {divisor} channels)')
         self.out_indices = tuple(range(len(scale_factors))) if out_indices is None else tuple(out_indices)
         self.scale_factors = scale_factors
-        self.strides = tuple(int(input_stride / s) for s in scale_factors)
+        self.input_stride = input_stride
+        # the stride each level's power-of-two operation reaches; a level whose stride differs is resampled
+        self.op_strides = tuple(input_stride / 2 ** p for p in powers)
         self.channels = []
         levels = []
-        for i, scale in enumerate(scale_factors):
-            level_channels = in_channels // _LEVEL_CHANNEL_DIVISOR[scale]
+        for i, power in enumerate(powers):
+            level_channels = in_channels // 2 ** max(power, 0)
             if i not in self.out_indices:
                 levels.append(nn.Identity())  # placeholder: keeps level i at index i, never called
                 self.channels.append(0)
                 continue
-            layers = _rescale(in_channels, scale)
+            layers = _rescale(in_channels, 2.0 ** power)
             if out_channels is not None:
                 layers += [nn.Conv2d(level_channels, out_channels, kernel_size=1, bias=False),
                            LayerNorm2d(out_channels),
@@ -94,8 +127,12 @@ class SimpleFeaturePyramid(BaseModule):
         outs = []
         for i in self.out_indices:
             y = self.levels[i](x)
-            if image_size is not None:
-                stride = self.strides[i]
+            stride = self.strides[i]
+            if self.op_strides[i] != stride:  # a factor that is not a power of two (patch 14)
+                extent = image_size if image_size is not None else [n * self.input_stride for n in x.shape[-2:]]
+                size = (-(-extent[0] // stride), -(-extent[1] // stride))
+                y = resample_to_stride(y, self.op_strides[i], stride, size)
+            elif image_size is not None:
                 y = y[..., :-(-image_size[0] // stride), :-(-image_size[1] // stride)]
             outs.append(y)
         return tuple(outs)

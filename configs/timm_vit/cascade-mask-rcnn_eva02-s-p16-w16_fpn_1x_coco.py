@@ -1,0 +1,4 @@
+# Cascade Mask R-CNN: no published recipe; the family's Mask R-CNN recipe (the sibling config) with the cascade
+# heads.
+_base_ = ['./mask-rcnn_eva02-s-p16-w16_fpn_1x_coco.py', '../_base_/models/cascade-mask-rcnn_fpn.py']
+model = {{_base_.cascade_mask_rcnn}}
