@@ -59,3 +59,15 @@ def test_swin_layer_wise_and_no_decay_on_relative_position_tables():
     table = groups['backbone.layers.0.blocks.0.attn.relative_position_bias_table']
     assert table['weight_decay'] == 0
     assert groups['backbone.layers.0.blocks.0.attn.qkv.weight']['weight_decay'] == pytest.approx(0.05)
+
+
+def test_register_and_class_tokens_get_no_weight_decay():
+    """DINOv2-reg4's register tokens are embeddings like the class token: no weight decay, layer-decayed lr."""
+    from vitdense.models.backbones import TimmViT
+    backbone = TimmViT(model_name='vit_small_patch14_reg4_dinov2', img_size=56,
+                       model_kwargs=dict(depth=2, embed_dim=64, num_heads=2))
+    groups = groups_by_name(build(Detector(backbone), 0.7, 'layer_wise'))
+    for name in ('backbone.vit.reg_token', 'backbone.vit.cls_token', 'backbone.vit.pos_embed'):
+        assert groups[name]['weight_decay'] == 0, name
+        assert groups[name]['lr'] == pytest.approx(1e-4 * 0.7 ** 3), name  # stem depth 0 of 4
+    assert groups['backbone.vit.blocks.0.attn.qkv.weight']['weight_decay'] == pytest.approx(0.05)

@@ -7,7 +7,8 @@ from mmengine.optim import DefaultOptimWrapperConstructor
 
 from vitdense.registry import OPTIM_WRAPPER_CONSTRUCTORS
 
-NO_DECAY_KEYS = ('pos_embed', 'cls_token', 'relative_position_bias_table', 'absolute_pos_embed', 'pos_layer_embed')
+NO_DECAY_KEYS = ('pos_embed', 'cls_token', 'reg_token', 'relative_position_bias_table', 'absolute_pos_embed',
+                 'pos_layer_embed')
 
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()

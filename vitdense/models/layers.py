@@ -4,6 +4,7 @@ to a multiple, windows and the key mask of windows that reach into padding, NHWC
 A helper used by one family lives in that family's file. Everything here is batched tensor code (no Python
 loops over tokens, windows or heads) so the backbones stay ``torch.compile``-friendly.
 """
+import math
 from typing import Tuple, Union
 
 import torch
@@ -70,3 +71,23 @@ def window_padding_mask(H: int, W: int, window: Tuple[int, int], device=None) ->
     valid = (rows[:, None] & cols[None, :]).to(torch.uint8)
     return window_partition(valid[None, :, :, None], window).squeeze(-1).bool()
 
+
+def resample_to_stride(x: torch.Tensor, src_stride: float, dst_stride: float, size: Tuple[int, int]) -> torch.Tensor:
+    """Bilinearly resample an NCHW map from one stride to another, cell centres aligned, to exactly ``size``.
+
+    Cell i of a stride-s map covers pixels [s * i, s * (i + 1)), the convention RoIAlign and FPN assume, so
+    the map is resampled by exactly ``src_stride / dst_stride`` (not by the ratio of the two sizes, which
+    would drift by up to a cell on odd sizes). Output cells past the source's first / last cell centre take
+    its edge value (the source is edge-replicated first), and the result is cropped to ``size``. Works for
+    non-integer ratios (stride 7 -> 8, 14 -> 16).
+    """
+    scale = src_stride / dst_stride
+    # a source too short for the output grid gets the cells it reaches, plus one against float rounding
+    pad_h, pad_w = (math.ceil(n / scale) + 1 - have if math.floor(have * scale) < n else 0
+                    for n, have in zip(size, x.shape[-2:]))
+    if pad_h or pad_w:
+        x = F.pad(x, (0, pad_w, 0, pad_h), mode='replicate')
+    if scale != 1:
+        x = F.interpolate(x, scale_factor=scale, mode='bilinear', align_corners=False,
+                          recompute_scale_factor=False)
+    return x[..., :size[0], :size[1]]

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from tests.conftest import (REPO, build_model, config_backbone, det_batch, expected_shapes, randomize, rel_err,
                             saved_random_timm, seg_batch, training_step)
 from vitdense.models.backbones import Sequencer2D
-from vitdense.models.backbones.sequencer import resample_to_stride
+from vitdense.models.layers import resample_to_stride
 
 CHANNELS = [192, 192, 384, 384]
 

@@ -65,13 +65,11 @@ Sequencer2D leaves that setting alone; to compile it as one graph, trace it with
     with torch._dynamo.config.patch(allow_rnn=True):
         compiled(x)   # dynamo traces (and retraces for a new input size) inside the context
 """
-import math
 from functools import partial
 from typing import Dict, List, Tuple
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from timm.layers import DropPath, LayerNorm2d
 from timm.models.sequencer import Sequencer2d as TimmSequencer2d
@@ -79,29 +77,8 @@ from timm.models.sequencer import checkpoint_filter_fn as sequencer_checkpoint_f
 
 from vitdense.checkpoint.adaptation import CheckpointAdaptation
 from vitdense.registry import MODELS
-from ..layers import pad_to_multiple
+from ..layers import pad_to_multiple, resample_to_stride
 from .base import DenseBackbone, stochastic_depth
-
-
-def resample_to_stride(x: torch.Tensor, src_stride: float, dst_stride: float, size: Tuple[int, int]) -> torch.Tensor:
-    """Bilinearly resample an NCHW map from one stride to another, cell centres aligned, to exactly ``size``.
-
-    Cell i of a stride-s map covers pixels [s * i, s * (i + 1)), the convention RoIAlign and FPN assume, so
-    the map is resampled by exactly ``src_stride / dst_stride`` (not by the ratio of the two sizes, which
-    would drift by up to a cell on odd sizes). Output cells past the source's first / last cell centre take
-    its edge value (the source is edge-replicated first), and the result is cropped to ``size``. Works for
-    non-integer ratios (stride 7 -> 8, 14 -> 16).
-    """
-    scale = src_stride / dst_stride
-    # a source too short for the output grid gets the cells it reaches, plus one against float rounding
-    pad_h, pad_w = (math.ceil(n / scale) + 1 - have if math.floor(have * scale) < n else 0
-                    for n, have in zip(size, x.shape[-2:]))
-    if pad_h or pad_w:
-        x = F.pad(x, (0, pad_w, 0, pad_h), mode='replicate')
-    if scale != 1:
-        x = F.interpolate(x, scale_factor=scale, mode='bilinear', align_corners=False,
-                          recompute_scale_factor=False)
-    return x[..., :size[0], :size[1]]
 
 
 @MODELS.register_module()

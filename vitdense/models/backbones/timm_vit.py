@@ -199,11 +199,7 @@ class TimmViT(DenseBackbone):
         pre-norm."""
         vit = self.vit
         p = self.patch_size
-        H, W = images.shape[-2:]
-        pad_h, pad_w = -H % p, -W % p
-        if pad_h or pad_w:
-            images = F.pad(images, (0, pad_w, 0, pad_h))
-        x = vit.patch_embed(images)  # B, h, w, C
+        x = vit.patch_embed(pad_to_multiple(images, p))  # B, h, w, C
         B, h, w, C = x.shape
         if self.family == 'sam':
             from timm.layers import resample_abs_pos_embed_nhwc
@@ -292,7 +288,7 @@ class TimmViT(DenseBackbone):
         h, w = grid
         B, _, C = x.shape
         window = (ws, ws)
-        patches = pad_to_multiple(x[:, P:].reshape(B, h, w, C), window)
+        patches = pad_to_multiple(x[:, P:].reshape(B, h, w, C), window, channels_last=True)
         hp, wp = patches.shape[1:3]
         windows = window_partition(patches, window).reshape(-1, ws * ws, C)  # (B * nW, ws * ws, C), batch-major
         nW = windows.shape[0] // B
@@ -423,11 +419,9 @@ class TimmViT(DenseBackbone):
                     p.requires_grad = False
 
     # ---- lr decay -------------------------------------------------------------------------------------
-    def get_layer_depth(self, param_name: str, mode: str = 'layer_wise') -> Tuple[int, int]:
+    def param_depth(self, param_name: str, mode: str) -> Tuple[int, int]:
         """layer_wise: stem 0, block i i + 1, the rest (final norm, pyramid, output norms) depth + 1;
         stage_wise: stem 0, the blocks of stage s (4 equal groups) s + 1, the rest 5."""
-        if mode not in ('layer_wise', 'stage_wise'):
-            raise ValueError(f"mode must be 'layer_wise' or 'stage_wise', got '{mode}'")
         parts = param_name.split('.')
         num = self.num_stages + 2 if mode == 'stage_wise' else self.num_blocks + 2
         if parts[0] != 'vit' or len(parts) < 2:
