@@ -5,10 +5,11 @@ _base_ = [
     '../_base_/schedules/mini_det.py', '../_base_/optimizers/adamw_swin-det.py'
 ]
 # CPU speed (README, Performance): vitdense.RoIAlign pools what mmcv's RoIAlign pools (equal to float rounding)
-# on all threads, forward and backward.
+# on all threads, forward and backward; torch's fused AdamW (one kernel per parameter list: the same update to
+# float rounding) over the merged parameter groups.
 model = dict(
     backbone=dict(init_cfg=dict(checkpoint=None)),
     roi_head=dict(
         bbox_roi_extractor=dict(type='vitdense.SingleRoIExtractor', roi_layer=dict(type='vitdense.RoIAlign')),
         mask_roi_extractor=dict(type='vitdense.SingleRoIExtractor', roi_layer=dict(type='vitdense.RoIAlign'))))
-optim_wrapper = dict(optimizer=dict(lr=3e-4))
+optim_wrapper = dict(optimizer=dict(lr=3e-4, fused=True))
