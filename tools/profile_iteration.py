@@ -242,6 +242,10 @@ def main(argv=None):
               f'(rest = logged - data - train step - hooks: the loop and the timer itself)')
 
     if args.repeats:
+        if not args.runner_iters:  # what runner.train() would have built
+            runner.optim_wrapper = runner.build_optim_wrapper(runner.optim_wrapper)
+            runner._init_model_weights()
+            model.train()
         data_s, batch, rows, op_table = profile_fixed_batch(runner, args.repeats, parts, args.ops)
         shapes = ', '.join('x'.join(map(str, img.shape)) for img in batch['inputs'])
         print(f'\n== a fixed batch ({shapes}), trained on {args.repeats} times; medians of repeats 2-{args.repeats} ==')
