@@ -13,7 +13,8 @@ from vitdense.engine.optimizers import merge_param_groups
 class Net(nn.Module):
     def __init__(self):
         super().__init__()
-        self.conv = nn.Conv2d(3, 8, 3)
+        # no bias before the norm: its gradient is rounding noise, which Adam scales up to full steps
+        self.conv = nn.Conv2d(3, 8, 3, bias=False)
         self.norm = nn.BatchNorm2d(8)
         self.relative_position_bias_table = nn.Parameter(torch.randn(5))
         self.head = nn.Linear(8, 4)
@@ -49,21 +50,22 @@ def test_groups_merged_by_identical_settings_and_each_parameter_keeps_its_own():
     model = Net()
     default = build(model)
     merged = build(model, 'vitdense.MergedGroupsOptimWrapperConstructor')
-    assert len(default.optimizer.param_groups) == 7  # one per parameter
+    assert len(default.optimizer.param_groups) == 6  # one per parameter
     # decay (conv), no decay (norm, table), head at 0.1 lr: three settings
     assert len(merged.optimizer.param_groups) == 3
     assert settings_by_param(merged) == settings_by_param(default)
     # the module's own table first, then conv, norm, head (mmengine's order); groups in first-appearance order
-    assert [len(g['params']) for g in merged.optimizer.param_groups] == [3, 2, 2]
+    assert [len(g['params']) for g in merged.optimizer.param_groups] == [3, 1, 2]
 
 
 def test_training_steps_equal_the_unmerged_optimizer_bitwise():
     torch.manual_seed(0)
     base = Net()
     runs = {}
-    for label, constructor, extra in [('default', None, {}), ('merged', 'vitdense.MergedGroupsOptimWrapperConstructor', {}),
-                                      ('merged foreach', 'vitdense.MergedGroupsOptimWrapperConstructor',
-                                       dict(foreach=True))]:
+    merged = 'vitdense.MergedGroupsOptimWrapperConstructor'
+    for label, constructor, extra in [('default', None, {}), ('merged', merged, {}),
+                                      ('merged foreach', merged, dict(foreach=True)),
+                                      ('merged fused', merged, dict(fused=True))]:
         model = copy.deepcopy(base)
         wrapper = build(model, constructor, **extra)
         gen = torch.Generator().manual_seed(1)
@@ -76,6 +78,9 @@ def test_training_steps_equal_the_unmerged_optimizer_bitwise():
     for label in ('merged', 'merged foreach'):
         for a, b in zip(runs[label], runs['default']):
             assert torch.equal(a, b), label
+    # the fused kernel (the main job's) rounds differently: the same update to float precision
+    for a, b in zip(runs['merged fused'], runs['default']):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
 
 
 def test_merge_keeps_first_appearance_order_and_names():

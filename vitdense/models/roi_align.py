@@ -22,7 +22,8 @@ test_roi_align.py). RoIs get no gradient, as in mmcv.
     bbox_roi_extractor=dict(type='vitdense.SingleRoIExtractor',
                             roi_layer=dict(type='vitdense.RoIAlign', output_size=7, sampling_ratio=0))
 """
-from typing import List, Tuple, Union
+import warnings
+from typing import Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -106,8 +107,13 @@ def sampling_matrix(rois: torch.Tensor, feature_shape: Tuple[int, int, int], out
         counts = torch.full((rows,), per_row, dtype=torch.int32, device=rois.device)
     crow = torch.zeros(rows + 1, dtype=torch.int32, device=rois.device)
     crow[1:] = counts.cumsum(0)
-    return torch.sparse_csr_tensor(crow, columns, values, size=(rows, batch * height * width),
-                                   check_invariants=False)
+    return _csr(crow, columns, values, (rows, batch * height * width))
+
+
+def _csr(crow, columns, values, size) -> torch.Tensor:
+    with warnings.catch_warnings():  # torch's "sparse CSR support is in beta" notice: CSR @ dense is all we use
+        warnings.simplefilter('ignore', UserWarning)
+        return torch.sparse_csr_tensor(crow, columns, values, size=size, check_invariants=False)
 
 
 def _transpose(matrix: torch.Tensor) -> torch.Tensor:
@@ -119,8 +125,7 @@ def _transpose(matrix: torch.Tensor) -> torch.Tensor:
     row_of_entry = torch.arange(rows, dtype=torch.int32, device=col.device).repeat_interleave(crow.diff().long())
     crow_t = torch.zeros(cols + 1, dtype=torch.int32, device=col.device)
     crow_t[1:] = torch.bincount(col, minlength=cols).cumsum(0)
-    return torch.sparse_csr_tensor(crow_t, row_of_entry[order], values[order], size=(cols, rows),
-                                   check_invariants=False)
+    return _csr(crow_t, row_of_entry[order], values[order], (cols, rows))
 
 
 class _RoIAlignFunction(torch.autograd.Function):
