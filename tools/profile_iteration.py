@@ -40,6 +40,9 @@ def build_parser():
     parser.add_argument('--threads', type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument('--ops', type=int, default=0, metavar='N',
                         help="print torch.profiler's N costliest operators of one fixed-batch iteration")
+    parser.add_argument('--clock', choices=('wall', 'cpu'), default='wall',
+                        help='fixed batch: wall seconds, or CPU seconds of this process (all its threads; '
+                             'steadier while other jobs load the machine)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config entries, e.g. optim_wrapper.optimizer.foreach=True')
     return parser
@@ -149,42 +152,42 @@ def profile_runner(runner, iters, parts_timer_cls, parts):
     return clock.iterations, logged
 
 
-def profile_fixed_batch(runner, repeats, parts, ops):
+def profile_fixed_batch(runner, repeats, parts, ops, clock=time.perf_counter):
     """The first batch trained on ``repeats`` times; per-part forward / backward, optimiser, zero_grad."""
     import torch
 
     from vitdense.profiling import PartTimer
     model = runner.model.module if hasattr(runner.model, 'module') else runner.model
     optim_wrapper = runner.optim_wrapper
-    start = time.perf_counter()
+    start = clock()
     batch = next(iter(runner.train_dataloader))
-    data_s = time.perf_counter() - start
+    data_s = clock() - start
     rows = []
     op_table = None
     for i in range(repeats + (1 if ops else 0)):
-        timer = PartTimer(parts)
+        timer = PartTimer(parts, clock)
         t = {}
         profiler = torch.profiler.profile() if i == repeats else None
         if profiler is not None:
             profiler.__enter__()
-        start = time.perf_counter()
+        start = clock()
         with timer.track(), optim_wrapper.optim_context(model):
             data = model.data_preprocessor(batch, True)
-            t['preprocess'] = time.perf_counter() - start
+            t['preprocess'] = clock() - start
             losses = model._run_forward(data, mode='loss')
         loss, _ = model.parse_losses(losses)
-        t['forward'] = time.perf_counter() - start - t['preprocess']
+        t['forward'] = clock() - start - t['preprocess']
         timer.start_backward()
-        mark = time.perf_counter()
+        mark = clock()
         optim_wrapper.backward(loss)
         timer.end_backward()
-        t['backward'] = time.perf_counter() - mark
-        mark = time.perf_counter()
+        t['backward'] = clock() - mark
+        mark = clock()
         optim_wrapper.step()
-        t['optimizer step'] = time.perf_counter() - mark
-        mark = time.perf_counter()
+        t['optimizer step'] = clock() - mark
+        mark = clock()
         optim_wrapper.zero_grad()
-        t['zero_grad'] = time.perf_counter() - mark
+        t['zero_grad'] = clock() - mark
         if profiler is not None:
             profiler.__exit__(None, None, None)
             op_table = profiler.key_averages().table(sort_by='self_cpu_time_total', row_limit=ops)
@@ -246,9 +249,11 @@ def main(argv=None):
             runner.optim_wrapper = runner.build_optim_wrapper(runner.optim_wrapper)
             runner._init_model_weights()
             model.train()
-        data_s, batch, rows, op_table = profile_fixed_batch(runner, args.repeats, parts, args.ops)
+        clock = time.process_time if args.clock == 'cpu' else time.perf_counter
+        data_s, batch, rows, op_table = profile_fixed_batch(runner, args.repeats, parts, args.ops, clock)
         shapes = ', '.join('x'.join(map(str, img.shape)) for img in batch['inputs'])
-        print(f'\n== a fixed batch ({shapes}), trained on {args.repeats} times; medians of repeats 2-{args.repeats} ==')
+        print(f'\n== a fixed batch ({shapes}), trained on {args.repeats} times; medians of repeats 2-{args.repeats}, '
+              f'{args.clock} seconds ==')
         used = rows[1:] or rows
         steps = {k: _median([r[0][k] for r in used]) for k in used[0][0]}
         total = sum(steps.values())
