@@ -29,6 +29,7 @@ TOOLS = {
     'flops': ('get_flops.py', True, 'parameters and FLOPs of a config'),
     'benchmark': ('benchmark.py', True, 'inference speed and memory of a config (--train: training iterations)'),
     'profile-iteration': ('profile_iteration.py', True, 'where one training iteration of a config goes'),
+    'benchmark-optimizer': ('benchmark_optimizer.py', True, 'optimiser step: parameter groups and AdamW kernels'),
     'browse': ('browse_dataset.py', True, 'draw a config\'s dataset samples as the model sees them'),
     'convert': ('convert_checkpoint.py', False, 'convert a checkpoint to a vitdense backbone layout'),
     'transfer': ('transfer_eval.py', False, 'linear probe / k-NN / short dense fine-tune of backbones'),
