@@ -342,6 +342,9 @@ def test_mmengine_loads_checkpoints_weights_only_even_when_the_environment_says_
     ('model_zoo', ['--configs', 'no_such_dir'], 'error: --configs no_such_dir is not a folder'),
     ('benchmark_boat', ['--repeats', 0], 'error: --repeats and --batch must be >= 1'),
     ('benchmark_sequencer', ['--repeats', 0], 'error: --repeats must be >= 1 and --warmup >= 0'),
+    ('benchmark', [DET_MINI, '--train', '--batches', 0], 'error: --batches and --repeats must be positive'),
+    ('profile_iteration', [DET_MINI, '--repeats', -1], 'error: --runner-iters and --repeats must be >= 0'),
+    ('benchmark_optimizer', [DET_MINI, '--repeats', 0], 'error: --repeats must be >= 1'),
 ])
 def test_analysis_tools_give_one_line_and_exit_status_2(tool, args, message, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(REPO)

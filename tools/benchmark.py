@@ -14,6 +14,15 @@ on CPU (see vitdense.analysis.PeakMemory).
 mmdet's SwinTransformer for vitdense.SwinTransformer, timm's ConvNeXt for vitdense.ConvNeXt, ...) with the
 same architecture, on the same input, timed in alternation with vitdense's, and prints the ratios. Without
 --backbone-only the reference backbone is swapped into a copy of the full model.
+
+``--train`` times whole training iterations instead (``model.train_step``: preprocessing, forward, backward,
+optimiser step) on the config's own first ``--batches`` training batches, and with ``--compare`` next to the
+OpenMMLab config that trains the same model (vitdense.benchmarking.REFERENCE_CONFIGS, or
+``--reference-config``: mmdet's own Swin-T Mask R-CNN for the Swin-T mini config), pointed at the same data, lr
+and seed and started from the same weights; iterations interleaved, ratios of the minima and of the medians
+(wall and process CPU time). Example, a few minutes on 2 cores:
+
+    python tools/benchmark.py configs/swin/mask-rcnn_swin-t-p4-w7_fpn_mini-coco.py --train --compare
 """
 import argparse
 import copy
@@ -44,6 +53,13 @@ def build_parser():
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config entries, e.g. model.backbone.arch=small')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar on stderr')
+    parser.add_argument('--train', action='store_true',
+                        help='time whole training iterations on the config\'s own batches (see above)')
+    parser.add_argument('--batches', type=int, default=2,
+                        help='--train: training batches, each timed --repeats times (default: 2)')
+    parser.add_argument('--reference-config',
+                        help="--train --compare: the reference config (default: the one vitdense.benchmarking "
+                             "names for CONFIG), e.g. mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py")
     return parser
 
 
@@ -57,8 +73,58 @@ def make_runner(model, inputs, samples, backbone_only):
     return lambda: model(inputs, samples, mode='predict')
 
 
+def train_main(args):
+    """--train: whole training iterations, optionally next to the reference config's."""
+    import statistics
+
+    from vitdense import analysis, benchmarking
+    if args.batches < 1 or args.repeats < 1 or args.warmup < 0:
+        raise UserError('--batches and --repeats must be positive and --warmup >= 0')
+    analysis.set_threads(args.threads)
+    cfg = load_config(args.config, args.cfg_options)
+    if 'train_dataloader' not in cfg or 'optim_wrapper' not in cfg:
+        raise UserError(f'{args.config} has no train_dataloader / optim_wrapper: --train needs a training config')
+    seed = cfg.get('randomness', {}).get('seed', 0)
+    configs = {'vitdense': cfg}
+    if args.compare:
+        reference = args.reference_config or benchmarking.REFERENCE_CONFIGS.get(analysis.config_name(args.config))
+        if reference is None:
+            raise UserError(f'no reference config known for {args.config}; name one with --reference-config '
+                            f'(known: {", ".join(benchmarking.REFERENCE_CONFIGS)})')
+        configs = {reference: benchmarking.reference_config(cfg, reference), 'vitdense': cfg}
+    trainers = {}
+    for label, c in configs.items():
+        benchmarking.seed_everything(seed)
+        trainers[label] = benchmarking.build_trainer(c)
+    if args.compare:  # same starting weights: same proposals, same RoIs, the same work per iteration
+        reference_model = trainers[next(iter(configs))][0]
+        benchmarking.copy_weights(reference_model, trainers['vitdense'][0])
+    benchmarking.seed_everything(seed)
+    batches = benchmarking.first_batches(cfg, args.batches)
+    shapes = '; '.join(', '.join('x'.join(map(str, img.shape)) for img in b['inputs']) for b in batches)
+    import torch
+    print(f'{args.config}: training iterations (train_step) on {args.batches} batch(es) [{shapes}], '
+          f'{torch.get_num_threads()} CPU threads, warm-up {args.warmup} round(s), {args.repeats} timed '
+          'round(s), interleaved')
+    times = benchmarking.time_train_steps(trainers, batches, args.repeats, warmup=args.warmup)
+    width = max(len(label) for label in times) + 2
+    print(f'\n{"config":<{width}} {"min s":>8} {"median s":>9} {"CPU min s":>10} {"CPU median s":>13}  losses')
+    for label, t in times.items():
+        print(f'{label:<{width}} {min(t.wall):>8.2f} {statistics.median(t.wall):>9.2f} {min(t.cpu):>10.2f} '
+              f'{statistics.median(t.cpu):>13.2f}  {" ".join(f"{v:.4f}" for v in t.losses)}')
+    if args.compare:
+        ref, ours = times.values()
+        print(f'speed-up of vitdense over the reference (reference time / vitdense time): '
+              f'minima {min(ref.wall) / min(ours.wall):.2f}x, medians '
+              f'{statistics.median(ref.wall) / statistics.median(ours.wall):.2f}x, CPU time minima '
+              f'{min(ref.cpu) / min(ours.cpu):.2f}x')
+    return times
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.train:
+        return train_main(args)
     import torch
     from vitdense import analysis
     shape = analysis.parse_shape(args.shape)

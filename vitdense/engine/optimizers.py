@@ -56,3 +56,43 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         params.extend(groups[k] for k in sorted(groups))
         print_log(f'layer decay ({mode}, rate {decay_rate}): {len(groups)} parameter groups over '
                   f'{num_depths} depths', logger='current')
+
+
+def merge_param_groups(groups: List[dict]) -> List[dict]:
+    """Parameter groups with identical settings (every key but ``params`` / ``param_names``) joined into one,
+    in order of first appearance; each parameter keeps exactly the settings it had."""
+    merged = {}
+    for group in groups:
+        settings = {k: v for k, v in group.items() if k not in ('params', 'param_names')}
+        key = repr(sorted(settings.items()))
+        if key not in merged:
+            merged[key] = dict(settings, params=[])
+            if 'param_names' in group:
+                merged[key]['param_names'] = []
+        merged[key]['params'].extend(group['params'])
+        if 'param_names' in group and 'param_names' in merged[key]:
+            merged[key]['param_names'].extend(group['param_names'])
+    return list(merged.values())
+
+
+@OPTIM_WRAPPER_CONSTRUCTORS.register_module()
+class MergedGroupsOptimWrapperConstructor(DefaultOptimWrapperConstructor):
+    """mmengine's ``DefaultOptimWrapperConstructor`` (same ``paramwise_cfg``) with its groups merged.
+
+    The default constructor gives every parameter its own group once ``paramwise_cfg`` is set (the Swin recipe's
+    ``custom_keys`` for norms and position tables: ~340 groups of one tensor for Mask R-CNN Swin-T). Optimisers
+    step group by group, so a multi-tensor (``foreach``) or ``fused`` AdamW then works on one tensor at a time.
+    Merging the groups whose hyper-parameters are all equal (lr, weight decay, ... as the default constructor set
+    them) leaves each parameter's update unchanged and gives those implementations whole lists to work on
+    (Swin-T Mask R-CNN: 2 groups, decay and no decay).
+    """
+
+    def add_params(self, params: List[dict], module: nn.Module, prefix: str = '', **kwargs) -> None:
+        if prefix:  # the default constructor's recursion into submodules
+            return super().add_params(params, module, prefix=prefix, **kwargs)
+        groups: List[dict] = []
+        super().add_params(groups, module, prefix=prefix, **kwargs)
+        merged = merge_param_groups(groups)
+        params.extend(merged)
+        print_log(f'{len(groups)} parameter groups merged into {len(merged)} by identical hyper-parameters',
+                  logger='current')
