@@ -12,6 +12,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import trunc_normal_
 
+from vitdense.errors import ConfigError
+
 
 def init_transformer_weights(m: nn.Module) -> None:
     """The ViT / Swin initialisation (``module.apply``): linears truncated normal (std 0.02) with zero bias,
@@ -158,7 +160,7 @@ class ClusterLayout(NamedTuple):
 def cluster_levels(num_tokens: int, leaf_size: int) -> int:
     """K binary levels giving leaves of about ``leaf_size`` tokens: round(log2(N / leaf_size)), at least 0."""
     if leaf_size < 2:
-        raise ValueError(f'leaf_size must be >= 2, got {leaf_size}')
+        raise ConfigError(f'leaf_size must be >= 2, got {leaf_size}')
     return max(0, round(math.log2(num_tokens / leaf_size))) if num_tokens > leaf_size else 0
 
 
@@ -306,7 +308,7 @@ def split_ratio(unit: torch.Tensor, raw: Optional[torch.Tensor] = None, invalid:
         far = unit.gather(-2, s.argmin(-1)[..., None, None].expand(*s.shape[:-1], 1, d))
         c = torch.cat([far, 2 * (far * mean).sum(-1, keepdim=True) * mean - far], -2)  # and its mirror
     else:
-        raise ValueError(f"seeding must be 'halves' or 'farthest', got '{seeding}'")
+        raise ConfigError(f"seeding must be 'halves' or 'farthest', got '{seeding}'")
     c = F.normalize(c, dim=-1)
     for _ in range(iters):
         assign = torch.softmax(cosines(c) / temperature, dim=-2)                           # (..., 2, n)
@@ -397,7 +399,7 @@ def balanced_kmeans_split(raw: torch.Tensor, invalid: Optional[torch.Tensor] = N
     elif seeding == 'halves':
         c = torch.stack([raw[..., :n // 2, :].mean(-2), raw[..., n // 2:, :].mean(-2)], -2)
     else:
-        raise ValueError(f"seeding must be 'halves' or 'farthest', got '{seeding}'")
+        raise ConfigError(f"seeding must be 'halves' or 'farthest', got '{seeding}'")
     c = F.normalize(c, dim=-1)
     n_real = torch.full(raw.shape[:-2], n, device=raw.device) if invalid is None else (~invalid).sum(-1)
     first_real = ((n_real + 1) // 2)[..., None]
@@ -460,7 +462,7 @@ def hierarchical_cluster_permutation(x: torch.Tensor, layout: ClusterLayout, ite
     token of every slot and, per iteration, which of them went to the first child.
     """
     if assignment not in ('soft', 'balanced'):
-        raise ValueError(f"assignment must be 'soft' or 'balanced', got '{assignment}'")
+        raise ConfigError(f"assignment must be 'soft' or 'balanced', got '{assignment}'")
     if return_history and assignment != 'balanced':
         raise ValueError("return_history needs assignment='balanced' (the soft scheme has one hard split per level)")
     G, N, d = x.shape

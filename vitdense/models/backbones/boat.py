@@ -67,6 +67,7 @@ import torch.utils.checkpoint as cp
 from mmengine.model import BaseModule
 from timm.layers import DropPath, Mlp, PatchEmbed, trunc_normal_
 
+from vitdense.errors import ConfigError
 from vitdense.registry import MODELS
 from ..layers import (balanced_cluster_layout, cluster_levels, clustered_attention, init_transformer_weights,
                       hierarchical_cluster_permutation, pad_to_multiple, window_padding_mask,
@@ -79,7 +80,7 @@ LAYOUTS = ('paper', 'pytorch-boat')
 
 def _check_layout(layout: str) -> None:
     if layout not in LAYOUTS:
-        raise ValueError(f"layout must be one of {LAYOUTS}, got '{layout}'")
+        raise ConfigError(f"layout must be one of {LAYOUTS}, got '{layout}'")
 
 
 class FeatureSpaceLocalAttention(nn.Module):
@@ -108,7 +109,7 @@ class FeatureSpaceLocalAttention(nn.Module):
                  attn_drop: float = 0.0, proj_drop: float = 0.0):
         super().__init__()
         if dim % num_heads:
-            raise ValueError(f'dim {dim} is not divisible by num_heads {num_heads}')
+            raise ConfigError(f'dim {dim} is not divisible by num_heads {num_heads}')
         head_dim = dim // num_heads
         self.num_heads = num_heads
         self.scale = qk_scale if qk_scale is not None else head_dim ** -0.5
@@ -118,7 +119,7 @@ class FeatureSpaceLocalAttention(nn.Module):
         self.cluster_iters = cluster_iters
         self.seeding = seeding
         if assignment not in ('soft', 'balanced'):
-            raise ValueError(f"assignment must be 'soft' or 'balanced', got '{assignment}'")
+            raise ConfigError(f"assignment must be 'soft' or 'balanced', got '{assignment}'")
         self.assignment = assignment
         self.attn_drop = attn_drop
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
@@ -315,8 +316,8 @@ class CrossShapedWindowAttention(nn.Module):
         super().__init__()
         branches = 1 if full else 2
         if num_heads % branches or dim % num_heads:
-            raise ValueError(f'CSWin attention needs dim ({dim}) divisible by num_heads ({num_heads}) and an '
-                             'even num_heads outside the last stage')
+            raise ConfigError(f'CSWin attention needs dim ({dim}) divisible by num_heads ({num_heads}) and an '
+                              'even num_heads outside the last stage')
         self.num_heads = num_heads
         self.stripe_width = stripe_width
         self.full = full
@@ -441,7 +442,7 @@ class BOATCSWin(DenseBackbone):
         settings = self.resolve_arch(arch)
         embed_dim, depths, num_heads = settings['embed_dim'], settings['depths'], settings['num_heads']
         if len(stripe_widths) != self.num_stages:
-            raise ValueError(f'stripe_widths needs one width per stage ({self.num_stages}), got {stripe_widths}')
+            raise ConfigError(f'stripe_widths needs one width per stage ({self.num_stages}), got {stripe_widths}')
         self.layout = layout
         fsla = dict(leaf_size=leaf_size, overlap=overlap, cluster_iters=cluster_iters, cluster_dim=cluster_dim)
         fsla.update(fsla_settings(layout, 'cswin'))

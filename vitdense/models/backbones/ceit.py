@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 from timm.layers import Attention, DropPath, Mlp, to_2tuple
 
+from vitdense.errors import ConfigError
 from vitdense.registry import MODELS
 from ..layers import init_transformer_weights
 from .base import lookup_arch
@@ -67,8 +68,8 @@ class Image2Tokens(nn.Module):
         self.pool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         self.proj = nn.Conv2d(stem_channels, embed_dim, kernel_size=patch_size, stride=patch_size)
         if 4 * patch_size != self.stride:
-            raise ValueError(f'Image2Tokens patch_size={patch_size}: the pyramid expects stride-16 tokens '
-                             '(conv and pool give stride 4, so patch_size=4)')
+            raise ConfigError(f'Image2Tokens patch_size={patch_size}: the pyramid expects stride-16 tokens '
+                              '(conv and pool give stride 4, so patch_size=4)')
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         H, W = x.shape[-2:]

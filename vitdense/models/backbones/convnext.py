@@ -16,6 +16,7 @@ from timm.layers import LayerNorm2d
 from timm.models._manipulate import checkpoint_seq
 from timm.models.convnext import ConvNeXt as TimmConvNeXt
 
+from vitdense.errors import ConfigError
 from vitdense.registry import MODELS
 from ..layers import pad_nchw_to_multiple
 from .base import DenseBackbone
@@ -87,7 +88,7 @@ class ConvNeXt(DenseBackbone):
                 return int(parts[1]) + 1, num
             return num - 1, num
         if mode != 'layer_wise':
-            raise ValueError(f"mode must be 'layer_wise' or 'stage_wise', got '{mode}'")
+            raise ConfigError(f"mode must be 'layer_wise' or 'stage_wise', got '{mode}'")
         last = 3 + math.ceil(self.depths[2] / 3)
         num = last + 2
         if parts[0] == 'stem':

@@ -33,6 +33,7 @@ from timm.layers import DropPath, Mlp, PatchEmbed, to_2tuple, trunc_normal_
 from timm.layers.pos_embed_rel import gen_relative_position_index
 from timm.models.swin_transformer import PatchMerging
 
+from vitdense.errors import ConfigError
 from vitdense.registry import MODELS
 from ..layers import (init_transformer_weights, pad_to_multiple, shifted_window_mask,
                       window_partition, window_reverse)
@@ -51,8 +52,8 @@ def cropped_relative_position_index(window: Tuple[int, int], full_window: Tuple[
 
 def check_always_shift(owner: str, always_shift) -> None:
     if not isinstance(always_shift, bool):
-        raise ValueError(f'{owner}: always_shift must be True (detection / segmentation: mmdet\'s windows) or '
-                         f'False (classification: timm\'s windows), got {always_shift!r}')
+        raise ConfigError(f'{owner}: always_shift must be True (detection / segmentation: mmdet\'s windows) or '
+                          f'False (classification: timm\'s windows), got {always_shift!r}')
 
 
 class WindowAttention(nn.Module):

@@ -29,6 +29,7 @@ import torch
 import torch.nn as nn
 from timm.layers import LayerNorm2d
 
+from vitdense.errors import ConfigError
 from vitdense.registry import MODELS
 from ..layers import nhwc_to_nchw
 from .base import DenseBackbone
@@ -88,7 +89,7 @@ class TimmBackbone(DenseBackbone):
                  out_norm: bool = False, frozen_stages: int = -1, norm_eval: bool = False, in_channels: int = 3,
                  with_cp: bool = False, init_cfg=None, **model_kwargs):
         if not timm.is_model(model_name):
-            raise ValueError(f"'{model_name}' is not a timm model name; see timm.list_models('*pattern*')")
+            raise ConfigError(f"'{model_name}' is not a timm model name; see timm.list_models('*pattern*')")
         model_kwargs = dict(model_kwargs, in_chans=in_channels)
         with torch.device('meta'):  # cheap probe: how many levels, at which strides
             probe = timm.create_model(model_name, pretrained=False, features_only=True, **model_kwargs)
@@ -106,9 +107,9 @@ class TimmBackbone(DenseBackbone):
         except Exception as err:
             if not pretrained:
                 raise
-            raise ValueError(f'timm could not fetch pretrained weights for {model_name} ({type(err).__name__}); '
-                             'offline, download the checkpoint and pass '
-                             "init_cfg=dict(type='Pretrained', checkpoint=PATH) with pretrained=False") from None
+            raise ConfigError(f'timm could not fetch pretrained weights for {model_name} ({type(err).__name__}); '
+                              'offline, download the checkpoint and pass '
+                              "init_cfg=dict(type='Pretrained', checkpoint=PATH) with pretrained=False") from None
         self.levels = levels
         self.strides = tuple(info['reduction'] for info in levels)
         self.num_features = [info['num_chs'] for info in levels]
@@ -179,7 +180,7 @@ class TimmBackbone(DenseBackbone):
         """Level i -> depth i; output norms and anything past the last level -> ``num_levels``.
         'layer_wise' is 'stage_wise' here (no per-block grouping is known for an arbitrary model)."""
         if mode not in ('layer_wise', 'stage_wise'):
-            raise ValueError(f"mode must be 'layer_wise' or 'stage_wise', got '{mode}'")
+            raise ConfigError(f"mode must be 'layer_wise' or 'stage_wise', got '{mode}'")
         num = self.num_stages + 1
         if param_name.startswith('trunk.'):
             return min(self._param_level.get(param_name[len('trunk.'):], num - 1), num - 1), num

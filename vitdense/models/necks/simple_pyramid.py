@@ -22,6 +22,7 @@ import torch.nn as nn
 from mmengine.model import BaseModule
 from timm.layers import LayerNorm2d
 
+from vitdense.errors import ConfigError
 from vitdense.registry import MODELS
 
 _LEVEL_CHANNEL_DIVISOR = {4.0: 4, 2.0: 2, 1.0: 1, 0.5: 1}
@@ -60,10 +61,10 @@ class SimpleFeaturePyramid(BaseModule):
         scale_factors = tuple(float(s) for s in scale_factors)
         bad = [s for s in scale_factors if s not in _LEVEL_CHANNEL_DIVISOR]
         if bad:
-            raise ValueError(f'SimpleFeaturePyramid scale_factors must be among (4.0, 2.0, 1.0, 0.5), got {bad}')
+            raise ConfigError(f'SimpleFeaturePyramid scale_factors must be among (4.0, 2.0, 1.0, 0.5), got {bad}')
         if in_channels % 4:
-            raise ValueError(f'SimpleFeaturePyramid in_channels={in_channels} must be divisible by 4 (the '
-                             'stride-4 level has in_channels // 4 channels)')
+            raise ConfigError(f'SimpleFeaturePyramid in_channels={in_channels} must be divisible by 4 (the '
+                              'stride-4 level has in_channels // 4 channels)')
         self.out_indices = tuple(range(len(scale_factors))) if out_indices is None else tuple(out_indices)
         self.scale_factors = scale_factors
         self.strides = tuple(int(input_stride / s) for s in scale_factors)
