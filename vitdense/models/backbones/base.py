@@ -30,6 +30,7 @@ from mmengine.model import BaseModule
 from timm.layers import calculate_drop_path_rates
 
 from vitdense.checkpoint.adaptation import CheckpointAdaptation
+from vitdense.errors import ConfigError
 from ..layers import nhwc_to_nchw
 
 
@@ -39,7 +40,7 @@ def lookup_arch(owner: str, arch: Union[str, Mapping], settings: Mapping[str, di
     if isinstance(arch, Mapping):
         return dict(arch)
     if arch not in settings:
-        raise ValueError(f"unknown {owner} arch '{arch}'; choose one of {sorted(settings)} or pass a {hint}")
+        raise ConfigError(f"unknown {owner} arch '{arch}'; choose one of {sorted(settings)} or pass a {hint}")
     return settings[arch]
 
 
@@ -55,9 +56,9 @@ class DenseBackbone(BaseModule):
         out_indices = tuple(out_indices)
         bad = [i for i in out_indices if not 0 <= i < self.num_stages]
         if bad or not out_indices:
-            raise ValueError(f'out_indices {out_indices} must be a non-empty subset of 0..{self.num_stages - 1}')
+            raise ConfigError(f'out_indices {out_indices} must be a non-empty subset of 0..{self.num_stages - 1}')
         if not -1 <= frozen_stages <= self.num_stages:
-            raise ValueError(f'frozen_stages={frozen_stages} must lie in -1..{self.num_stages}')
+            raise ConfigError(f'frozen_stages={frozen_stages} must lie in -1..{self.num_stages}')
         self.out_indices = out_indices
         self.frozen_stages = frozen_stages
         self.in_channels = in_channels
@@ -78,13 +79,13 @@ class DenseBackbone(BaseModule):
 
     def check_input(self, x: torch.Tensor) -> None:
         if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f'{type(self).__name__} expects an N x {self.in_channels} x H x W tensor, '
-                             f'got shape {tuple(x.shape)}')
+            raise ConfigError(f'{type(self).__name__} expects an N x {self.in_channels} x H x W tensor, '
+                              f'got shape {tuple(x.shape)}')
         H, W = x.shape[-2:]
         if min(H, W) < self.min_input_size:
-            raise ValueError(f'{type(self).__name__} got a {H}x{W} input, smaller than its total stride '
-                             f'{self.min_input_size}; resize or pad images to at least '
-                             f'{self.min_input_size}x{self.min_input_size}')
+            raise ConfigError(f'{type(self).__name__} got a {H}x{W} input, smaller than its total stride '
+                              f'{self.min_input_size}; resize or pad images to at least '
+                              f'{self.min_input_size}x{self.min_input_size}')
 
     # ---- freezing ------------------------------------------------------------------------------------
     def frozen_modules(self) -> List[nn.Module]:
@@ -130,7 +131,7 @@ class DenseBackbone(BaseModule):
         such as ``backbone.`` stripped by the caller). Depth 0 is the stem; ``num_depths - 1`` the output
         norms / anything after the last block. Families implement :meth:`param_depth`."""
         if mode not in ('layer_wise', 'stage_wise'):
-            raise ValueError(f"mode must be 'layer_wise' or 'stage_wise', got '{mode}'")
+            raise ConfigError(f"mode must be 'layer_wise' or 'stage_wise', got '{mode}'")
         return self.param_depth(param_name, mode)
 
     def param_depth(self, param_name: str, mode: str) -> Tuple[int, int]:

@@ -71,7 +71,7 @@ from timm.layers import DropPath, Mlp, trunc_normal_
 
 from vitdense.checkpoint.adaptation import CheckpointAdaptation
 from vitdense.checkpoint.io import extract_state_dict, load_checkpoint_file
-from vitdense.errors import CheckpointError
+from vitdense.errors import CheckpointError, ConfigError
 from vitdense.registry import MODELS
 from ..layers import (init_transformer_weights, pad_to_multiple, window_padding_mask, window_partition,
                       window_reverse)
@@ -83,7 +83,7 @@ LAYOUTS = ('paper', 'pytorch-boat')
 
 def _check_layout(layout: str) -> None:
     if layout not in LAYOUTS:
-        raise ValueError(f"layout must be one of {LAYOUTS}, got '{layout}'")
+        raise ConfigError(f"layout must be one of {LAYOUTS}, got '{layout}'")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -127,7 +127,7 @@ class ClusterLayout(NamedTuple):
 def cluster_levels(num_tokens: int, leaf_size: int) -> int:
     """K binary levels giving leaves of about ``leaf_size`` tokens: round(log2(N / leaf_size)), at least 0."""
     if leaf_size < 2:
-        raise ValueError(f'leaf_size must be >= 2, got {leaf_size}')
+        raise ConfigError(f'leaf_size must be >= 2, got {leaf_size}')
     return max(0, round(math.log2(num_tokens / leaf_size))) if num_tokens > leaf_size else 0
 
 
@@ -275,7 +275,7 @@ def split_ratio(unit: torch.Tensor, raw: Optional[torch.Tensor] = None, invalid:
         far = unit.gather(-2, s.argmin(-1)[..., None, None].expand(*s.shape[:-1], 1, d))
         c = torch.cat([far, 2 * (far * mean).sum(-1, keepdim=True) * mean - far], -2)  # and its mirror
     else:
-        raise ValueError(f"seeding must be 'halves' or 'farthest', got '{seeding}'")
+        raise ConfigError(f"seeding must be 'halves' or 'farthest', got '{seeding}'")
     c = F.normalize(c, dim=-1)
     for _ in range(iters):
         assign = torch.softmax(cosines(c) / temperature, dim=-2)                           # (..., 2, n)
@@ -366,7 +366,7 @@ def balanced_kmeans_split(raw: torch.Tensor, invalid: Optional[torch.Tensor] = N
     elif seeding == 'halves':
         c = torch.stack([raw[..., :n // 2, :].mean(-2), raw[..., n // 2:, :].mean(-2)], -2)
     else:
-        raise ValueError(f"seeding must be 'halves' or 'farthest', got '{seeding}'")
+        raise ConfigError(f"seeding must be 'halves' or 'farthest', got '{seeding}'")
     c = F.normalize(c, dim=-1)
     n_real = torch.full(raw.shape[:-2], n, device=raw.device) if invalid is None else (~invalid).sum(-1)
     first_real = ((n_real + 1) // 2)[..., None]
@@ -429,7 +429,7 @@ def hierarchical_cluster_permutation(x: torch.Tensor, layout: ClusterLayout, ite
     token of every slot and, per iteration, which of them went to the first child.
     """
     if assignment not in ('soft', 'balanced'):
-        raise ValueError(f"assignment must be 'soft' or 'balanced', got '{assignment}'")
+        raise ConfigError(f"assignment must be 'soft' or 'balanced', got '{assignment}'")
     if return_history and assignment != 'balanced':
         raise ValueError("return_history needs assignment='balanced' (the soft scheme has one hard split per level)")
     G, N, d = x.shape
@@ -546,7 +546,7 @@ class FeatureSpaceLocalAttention(nn.Module):
                  attn_drop: float = 0.0, proj_drop: float = 0.0):
         super().__init__()
         if dim % num_heads:
-            raise ValueError(f'dim {dim} is not divisible by num_heads {num_heads}')
+            raise ConfigError(f'dim {dim} is not divisible by num_heads {num_heads}')
         head_dim = dim // num_heads
         self.num_heads = num_heads
         self.scale = qk_scale if qk_scale is not None else head_dim ** -0.5
@@ -556,7 +556,7 @@ class FeatureSpaceLocalAttention(nn.Module):
         self.cluster_iters = cluster_iters
         self.seeding = seeding
         if assignment not in ('soft', 'balanced'):
-            raise ValueError(f"assignment must be 'soft' or 'balanced', got '{assignment}'")
+            raise ConfigError(f"assignment must be 'soft' or 'balanced', got '{assignment}'")
         self.assignment = assignment
         self.attn_drop = attn_drop
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
@@ -755,8 +755,8 @@ class CrossShapedWindowAttention(nn.Module):
         super().__init__()
         branches = 1 if full else 2
         if num_heads % branches or dim % num_heads:
-            raise ValueError(f'CSWin attention needs dim ({dim}) divisible by num_heads ({num_heads}) and an '
-                             'even num_heads outside the last stage')
+            raise ConfigError(f'CSWin attention needs dim ({dim}) divisible by num_heads ({num_heads}) and an '
+                              'even num_heads outside the last stage')
         self.num_heads = num_heads
         self.stripe_width = stripe_width
         self.full = full
@@ -879,7 +879,7 @@ class BOATCSWin(DenseBackbone):
         settings = self.resolve_arch(arch)
         embed_dim, depths, num_heads = settings['embed_dim'], settings['depths'], settings['num_heads']
         if len(stripe_widths) != self.num_stages:
-            raise ValueError(f'stripe_widths needs one width per stage ({self.num_stages}), got {stripe_widths}')
+            raise ConfigError(f'stripe_widths needs one width per stage ({self.num_stages}), got {stripe_widths}')
         self.layout = layout
         fsla = dict(leaf_size=leaf_size, overlap=overlap, cluster_iters=cluster_iters, cluster_dim=cluster_dim)
         fsla.update(fsla_settings(layout, 'cswin'))

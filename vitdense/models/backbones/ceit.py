@@ -39,7 +39,7 @@ from mmengine.model import BaseModule
 from timm.layers import Attention, DropPath, Mlp, to_2tuple
 
 from vitdense.checkpoint.adaptation import CheckpointAdaptation
-from vitdense.errors import CheckpointError
+from vitdense.errors import CheckpointError, ConfigError
 from vitdense.registry import MODELS
 from ..layers import init_transformer_weights, pad_to_multiple
 from .base import lookup_arch
@@ -69,8 +69,8 @@ class Image2Tokens(nn.Module):
         self.pool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         self.proj = nn.Conv2d(stem_channels, embed_dim, kernel_size=patch_size, stride=patch_size)
         if 4 * patch_size != self.stride:
-            raise ValueError(f'Image2Tokens patch_size={patch_size}: the pyramid expects stride-16 tokens '
-                             '(conv and pool give stride 4, so patch_size=4)')
+            raise ConfigError(f'Image2Tokens patch_size={patch_size}: the pyramid expects stride-16 tokens '
+                              '(conv and pool give stride 4, so patch_size=4)')
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.proj(self.pool(self.bn(self.conv(pad_to_multiple(x, self.stride)))))

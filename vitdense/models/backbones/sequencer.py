@@ -76,6 +76,7 @@ from timm.models.sequencer import Sequencer2d as TimmSequencer2d
 from timm.models.sequencer import checkpoint_filter_fn as sequencer_checkpoint_filter
 
 from vitdense.checkpoint.adaptation import CheckpointAdaptation
+from vitdense.errors import ConfigError
 from vitdense.registry import MODELS
 from ..layers import pad_to_multiple, resample_to_stride
 from .base import DenseBackbone, stochastic_depth
@@ -108,8 +109,8 @@ class Sequencer2D(DenseBackbone):
                  init_cfg=None):
         super().__init__(out_indices, frozen_stages, in_channels, init_cfg)
         if not isinstance(pyramid, bool):
-            raise ValueError(f'Sequencer2D: pyramid must be True (strides 4/8/16/32, dense prediction) or False '
-                             f'(the trunk\'s stage maps, classification), got {pyramid!r}')
+            raise ConfigError(f'Sequencer2D: pyramid must be True (strides 4/8/16/32, dense prediction) or False '
+                              f'(the trunk\'s stage maps, classification), got {pyramid!r}')
         self.pyramid = pyramid
         if not pyramid:
             self.strides = self.trunk_strides
@@ -117,7 +118,7 @@ class Sequencer2D(DenseBackbone):
         self.depths = tuple(settings['layers'])
         embed_dims, hidden_sizes = tuple(settings['embed_dims']), tuple(settings['hidden_sizes'])
         if not len(self.depths) == len(embed_dims) == len(hidden_sizes) == self.num_stages:
-            raise ValueError(f'Sequencer2D arch needs 4 layers / embed_dims / hidden_sizes, got {settings}')
+            raise ConfigError(f'Sequencer2D arch needs 4 layers / embed_dims / hidden_sizes, got {settings}')
         trunk = TimmSequencer2d(num_classes=0, in_chans=in_channels, layers=self.depths,
                                 patch_sizes=self.patch_sizes, embed_dims=embed_dims, hidden_sizes=hidden_sizes,
                                 mlp_ratios=(mlp_ratio,) * self.num_stages)
@@ -140,13 +141,13 @@ class Sequencer2D(DenseBackbone):
         if isinstance(arch, dict):
             unknown = set(arch) - {'layers', 'embed_dims', 'hidden_sizes'}
             if 'layers' not in arch or unknown:
-                raise ValueError(f'a Sequencer2D arch dict needs layers= (and may set embed_dims=, hidden_sizes=), '
-                                 f'got keys {sorted(arch)}')
+                raise ConfigError(f'a Sequencer2D arch dict needs layers= (and may set embed_dims=, hidden_sizes=), '
+                                  f'got keys {sorted(arch)}')
             return dict(arch)
         key = self.arch_aliases.get(arch, arch)
         if key not in self.arch_settings:
-            raise ValueError(f"unknown Sequencer2D arch '{arch}'; choose one of 's', 'm', 'l' "
-                             "('small', 'medium', 'large') or pass a dict(layers=, embed_dims=, hidden_sizes=)")
+            raise ConfigError(f"unknown Sequencer2D arch '{arch}'; choose one of 's', 'm', 'l' "
+                              "('small', 'medium', 'large') or pass a dict(layers=, embed_dims=, hidden_sizes=)")
         return self.arch_settings[key]
 
     @torch.no_grad()

@@ -35,6 +35,7 @@ from timm.models.swin_transformer import PatchMerging
 
 from vitdense.checkpoint.adaptation import CheckpointAdaptation
 from vitdense.checkpoint.interpolate import resize_rel_pos_tables
+from vitdense.errors import ConfigError
 from vitdense.registry import MODELS
 from ..layers import init_transformer_weights, pad_to_multiple, window_partition, window_reverse
 from .base import DenseBackbone, stochastic_depth
@@ -71,8 +72,8 @@ def cropped_relative_position_index(window: Tuple[int, int], full_window: Tuple[
 
 def check_always_shift(owner: str, always_shift) -> None:
     if not isinstance(always_shift, bool):
-        raise ValueError(f'{owner}: always_shift must be True (detection / segmentation: mmdet\'s windows) or '
-                         f'False (classification: timm\'s windows), got {always_shift!r}')
+        raise ConfigError(f'{owner}: always_shift must be True (detection / segmentation: mmdet\'s windows) or '
+                          f'False (classification: timm\'s windows), got {always_shift!r}')
 
 
 class WindowAttention(nn.Module):

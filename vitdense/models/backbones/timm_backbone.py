@@ -96,7 +96,7 @@ class TimmBackbone(DenseBackbone):
                  out_norm: bool = False, frozen_stages: int = -1, norm_eval: bool = False, in_channels: int = 3,
                  with_cp: bool = False, init_cfg=None, **model_kwargs):
         if not timm.is_model(model_name):
-            raise ValueError(f"'{model_name}' is not a timm model name; see timm.list_models('*pattern*')")
+            raise ConfigError(f"'{model_name}' is not a timm model name; see timm.list_models('*pattern*')")
         model_kwargs = dict(model_kwargs, in_chans=in_channels)
         with torch.device('meta'):  # cheap probe: how many levels, at which strides
             probe = timm.create_model(model_name, pretrained=False, features_only=True, **model_kwargs)
@@ -123,9 +123,9 @@ class TimmBackbone(DenseBackbone):
         except Exception as err:
             if not pretrained:
                 raise
-            raise ValueError(f'timm could not fetch pretrained weights for {model_name} ({type(err).__name__}); '
-                             'offline, download the checkpoint and pass '
-                             "init_cfg=dict(type='Pretrained', checkpoint=PATH) with pretrained=False") from None
+            raise ConfigError(f'timm could not fetch pretrained weights for {model_name} ({type(err).__name__}); '
+                              'offline, download the checkpoint and pass '
+                              "init_cfg=dict(type='Pretrained', checkpoint=PATH) with pretrained=False") from None
         self.levels = levels
         self.strides = tuple(info['reduction'] for info in levels)
         self.num_features = [info['num_chs'] for info in levels]

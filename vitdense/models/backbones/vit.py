@@ -56,7 +56,7 @@ from timm.models.vision_transformer_sam import checkpoint_filter_fn as samvit_ch
 
 from vitdense.checkpoint.adaptation import CheckpointAdaptation
 from vitdense.checkpoint.interpolate import resize_abs_pos_embed
-from vitdense.errors import CheckpointError
+from vitdense.errors import CheckpointError, ConfigError
 from vitdense.registry import MODELS
 from ..layers import (init_transformer_weights, pad_to_multiple, window_padding_mask, window_partition,
                       window_reverse)
@@ -240,13 +240,13 @@ class PlainBackbone(TokenEncoder, DenseBackbone):
                       with_cls_token: bool) -> Tuple[int, ...]:
         global_attn_indexes = tuple(global_attn_indexes)
         if window_size < 0:
-            raise ValueError(f'window_size={window_size} must be 0 (global attention) or a positive size')
+            raise ConfigError(f'window_size={window_size} must be 0 (global attention) or a positive size')
         bad = [i for i in global_attn_indexes if not 0 <= i < depth]
         if bad:
-            raise ValueError(f'global_attn_indexes {global_attn_indexes} must index blocks 0..{depth - 1}')
+            raise ConfigError(f'global_attn_indexes {global_attn_indexes} must index blocks 0..{depth - 1}')
         if window_size and with_cls_token:
-            raise ValueError('windowed attention has no place for a class token; set with_cls_token=False '
-                             '(the converter then drops the checkpoint\'s class token)')
+            raise ConfigError('windowed attention has no place for a class token; set with_cls_token=False '
+                              '(the converter then drops the checkpoint\'s class token)')
         return global_attn_indexes
 
     def _init_dense(self, embed_dim: int, img_size, with_cls_token: bool, with_cp: bool) -> None:
@@ -349,12 +349,12 @@ class VisionTransformer(PlainBackbone):
         settings = self.resolve_arch(arch)
         embed_dim, depth, num_heads = settings['embed_dim'], settings['depth'], settings['num_heads']
         if patch_size != 16:
-            raise ValueError(f'VisionTransformer patch_size={patch_size}: the pyramid expects stride-16 tokens '
-                             '(patch_size=16)')
+            raise ConfigError(f'VisionTransformer patch_size={patch_size}: the pyramid expects stride-16 tokens '
+                              '(patch_size=16)')
         self.global_attn_indexes = self.check_windows(depth, window_size, global_attn_indexes, with_cls_token)
         if use_rel_pos and with_cls_token:
-            raise ValueError('use_rel_pos=True: the relative position bias has no position for a class token; '
-                             'set with_cls_token=False (the converter then drops the checkpoint\'s class token)')
+            raise ConfigError('use_rel_pos=True: the relative position bias has no position for a class token; '
+                              'set with_cls_token=False (the converter then drops the checkpoint\'s class token)')
         self.window_size = window_size
         self.use_rel_pos = use_rel_pos
         self.patch_embed = PatchEmbed(img_size=None, patch_size=patch_size, in_chans=in_channels,

@@ -60,7 +60,7 @@ from timm.layers import LayerNorm2d, StdConv2d, StdConv2dSame, to_2tuple
 from timm.models.resnetv2 import ResNetV2, create_resnetv2_stem
 
 from vitdense.checkpoint.adaptation import CheckpointAdaptation
-from vitdense.errors import CheckpointError
+from vitdense.errors import CheckpointError, ConfigError
 from vitdense.registry import MODELS
 from ..layers import init_transformer_weights, pad_to_multiple
 from ..necks.simple_pyramid import SimpleFeaturePyramid
@@ -149,15 +149,15 @@ class HybridVisionTransformer(TokenEncoder, DenseBackbone):
         patch_size = settings.get('patch_size', 1)
         embed_dim, depth, num_heads = settings['embed_dim'], settings['depth'], settings['num_heads']
         if len(channels) != len(layers) or len(layers) > 4:
-            raise ValueError(f'HybridVisionTransformer arch: layers {layers} and channels {channels} must be '
-                             'equally long, with at most 4 ResNet stages')
+            raise ConfigError(f'HybridVisionTransformer arch: layers {layers} and channels {channels} must be '
+                              'equally long, with at most 4 ResNet stages')
         # ResNet maps: the stem's (stride 4) for a stem-only CNN, else stage j's (stride 4 * 2 ** j)
         self.cnn_strides = (4,) if not layers else tuple(4 * 2 ** j for j in range(len(layers)))
         cnn_channels = (stem_channels,) if not layers else channels
         self.token_stride = self.cnn_strides[-1] * patch_size
         if self.token_stride not in (16, 32):
-            raise ValueError(f'HybridVisionTransformer arch gives tokens at stride {self.token_stride} (ResNet '
-                             f'stride {self.cnn_strides[-1]} x patch {patch_size}); the pyramid needs 16 or 32')
+            raise ConfigError(f'HybridVisionTransformer arch gives tokens at stride {self.token_stride} (ResNet '
+                              f'stride {self.cnn_strides[-1]} x patch {patch_size}); the pyramid needs 16 or 32')
         self.global_attn_indexes = PlainBackbone.check_windows(depth, window_size, global_attn_indexes,
                                                                with_cls_token)
         self.window_size = window_size

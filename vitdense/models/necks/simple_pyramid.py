@@ -30,6 +30,7 @@ import torch.nn as nn
 from mmengine.model import BaseModule
 from timm.layers import LayerNorm2d
 
+from vitdense.errors import ConfigError
 from vitdense.registry import MODELS
 from ..layers import resample_to_stride
 
@@ -82,19 +83,19 @@ class SimpleFeaturePyramid(BaseModule):
             powers = [round(math.log2(s)) for s in scale_factors]
             bad = [s for s, p in zip(self.strides, powers) if p not in _POWERS]
             if bad:
-                raise ValueError(f'SimpleFeaturePyramid out_strides {bad} are more than x8 / 4 away from the '
-                                 f'input stride {input_stride}')
+                raise ConfigError(f'SimpleFeaturePyramid out_strides {bad} are more than x8 / 4 away from the '
+                                  f'input stride {input_stride}')
         else:
             scale_factors = tuple(float(s) for s in scale_factors)
             bad = [s for s in scale_factors if s not in _LEVEL_CHANNEL_DIVISOR]
             if bad:
-                raise ValueError(f'SimpleFeaturePyramid scale_factors must be among (4.0, 2.0, 1.0, 0.5), got {bad}')
+                raise ConfigError(f'SimpleFeaturePyramid scale_factors must be among (4.0, 2.0, 1.0, 0.5), got {bad}')
             self.strides = tuple(int(input_stride / s) for s in scale_factors)
             powers = [round(math.log2(s)) for s in scale_factors]
         divisor = 2 ** max(max(powers), 2)
         if in_channels % divisor:
-            raise ValueError(f'SimpleFeaturePyramid in_channels={in_channels} must be divisible by {divisor} (the '
-                             f'finest level has in_channels // {divisor} channels)')
+            raise ConfigError(f'SimpleFeaturePyramid in_channels={in_channels} must be divisible by {divisor} (the '
+                              f'finest level has in_channels // {divisor} channels)')
         self.out_indices = tuple(range(len(scale_factors))) if out_indices is None else tuple(out_indices)
         self.scale_factors = scale_factors
         self.input_stride = input_stride
