@@ -29,7 +29,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
-from vitdense.apis import DictAction  # noqa: E402
+from vitdense.runtime.config import DictAction  # noqa: E402
 
 DENSE_PARTS = ('neck', 'rpn_head', 'roi_head', 'bbox_head', 'mask_head', 'decode_head', 'auxiliary_head')
 # what family converters discard on purpose: classifier parts and buffers the backbone rebuilds itself
@@ -92,7 +92,7 @@ def convert(args):
     from mmengine.config import Config
 
     from vitdense.checkpoint import CheckpointError, extract_state_dict, load_checkpoint_file, load_pretrained
-    from vitdense.transfer import build_backbone
+    from vitdense.runtime.config import build_model
 
     if not os.path.isfile(args.config):
         raise CheckpointError(f'config not found: {args.config}')
@@ -103,7 +103,7 @@ def convert(args):
         raise CheckpointError(f'{args.config} has no model.backbone to convert for')
     bb = cfg.model.backbone.to_dict()
     bb['init_cfg'] = None
-    backbone = build_backbone(bb)
+    backbone = build_model(bb)
     backbone_name = type(backbone).__name__
 
     sd = extract_state_dict(load_checkpoint_file(args.src), args.src, args.prefix)
@@ -112,7 +112,7 @@ def convert(args):
     if kind:
         lines.append(f'note: {kind}')
     report = load_pretrained(backbone, args.src, prefix=args.prefix, logger='silent')
-    dropped = discarded_by_converter(sd, build_backbone(bb)) + report.dropped
+    dropped = discarded_by_converter(sd, build_model(bb)) + report.dropped
     own = backbone.state_dict()
     converted = {k: own[k].clone() for k in report.loaded}
     os.makedirs(os.path.dirname(os.path.abspath(args.dst)), exist_ok=True)
@@ -121,7 +121,7 @@ def convert(args):
     torch.save(dict(state_dict=converted, meta=meta), args.dst)
 
     # the written file loads as it is into a fresh backbone of the config: nothing dropped, same tensors
-    fresh = build_backbone(bb)
+    fresh = build_model(bb)
     check = load_pretrained(fresh, args.dst, logger='silent')
     fresh_sd = fresh.state_dict()
     if check.dropped or any(not torch.equal(fresh_sd[k], v) for k, v in converted.items()):
