@@ -76,10 +76,11 @@ def _read_package_model_index_once():
 
 # ---- one training step of a detector / segmentor from a config ---------------------------------------------
 def build_model(cfg):
-    """The config's model, built in its default scope's registry (mmdet / mmseg / mmpretrain)."""
-    from mmengine.registry import init_default_scope
-    init_default_scope(cfg.default_scope)
-    return __import__(f'{cfg.default_scope}.registry', fromlist=['MODELS']).MODELS.build(cfg.model)
+    """The config's model, built in its default scope's registry (vitdense's one builder), in training mode."""
+    from vitdense.runtime.config import build_model as build
+    model = build(cfg)
+    model.train()  # (not chained: some train() overrides return None)
+    return model
 
 
 def det_batch(model, hw=(96, 128)):

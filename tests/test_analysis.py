@@ -11,7 +11,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vitdense import analysis
-from vitdense.apis import load_config
+from vitdense.analysis import flops, references, speed
+from vitdense.analysis.published import published_for
+from vitdense.runtime.config import build_model
+from vitdense.runtime.config import load_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEVICES = ['cpu', 'meta']  # real CPU kernels (fused attention, oneDNN LSTM) and the meta decompositions
@@ -36,7 +39,7 @@ class TinyAttention(nn.Module):
 
 
 def count(fn, *args):
-    with torch.no_grad(), analysis.FlopCounter() as counter:
+    with torch.no_grad(), flops.FlopCounter() as counter:
         fn(*args)
     return counter
 
@@ -94,12 +97,12 @@ def test_sort_topk_cdist_counted(device):
 
 def test_swin_and_convnext_backbones_at_224_match_published():
     """Swin-T 4.5 GFLOPs, ConvNeXt-T 4.5 GFLOPs at 224x224 (papers; multiply-adds)."""
-    swin = analysis.complexity(config('swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py'), (224, 224),
+    swin = flops.complexity(config('swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py'), (224, 224),
                                backbone_only=True)
     assert swin.device == 'meta' and not swin.note
     assert abs(swin.flops / 1e9 - 4.5) / 4.5 < 0.05
     assert swin.by_op['bmm'] > 0  # the window attention matmuls are in the total
-    convnext = analysis.complexity(config('convnext/mask-rcnn_convnext-t-p4-w7_fpn_1x_coco.py'), (224, 224),
+    convnext = flops.complexity(config('convnext/mask-rcnn_convnext-t-p4-w7_fpn_1x_coco.py'), (224, 224),
                                    backbone_only=True)
     assert abs(convnext.flops / 1e9 - 4.5) / 4.5 < 0.05
 
@@ -111,14 +114,14 @@ TINY_CONVNEXT = dict(depths=(1, 1, 2, 1), dims=(8, 16, 32, 64))
 def test_meta_count_equals_real_cpu_count():
     cfg = config('swin/upernet_swin-t-p4-w7_mini-ade20k.py')
     cfg.model.backbone.arch = TINY_SWIN
-    backbone = analysis.build_model(cfg, backbone_only=True)
-    real = analysis._count_forward(backbone, 'mmseg', (97, 66), True, 'cpu')
-    meta = analysis._count_forward(backbone, 'mmseg', (97, 66), True, 'meta')
+    backbone = build_model(cfg, backbone_only=True)
+    real = flops._count_forward(backbone, 'mmseg', (97, 66), True, 'cpu')
+    meta = flops._count_forward(backbone, 'mmseg', (97, 66), True, 'meta')
     assert real.total == meta.total > 0
     assert '_scaled_dot_product_flash_attention_for_cpu' in real.by_op  # the CPU kernel torch does not count
-    lazy = analysis.build_model(cfg, backbone_only=True, weights_on_meta=True)
+    lazy = build_model(cfg, backbone_only=True, weights_on_meta=True)
     assert any(p.is_meta for p in lazy.parameters())
-    assert analysis.count_params(lazy) == analysis.count_params(backbone)
+    assert flops.count_params(lazy) == flops.count_params(backbone)
 
 
 @pytest.mark.parametrize('name', [
@@ -126,8 +129,8 @@ def test_meta_count_equals_real_cpu_count():
     'swin/upernet_swin-t-p4-w7_4xb4-160k_ade20k-512x512.py', 'convnext/upernet_convnext-t_4xb4-160k_ade20k-512x512.py',
     'convnext/cascade-mask-rcnn_convnext-t-p4-w7_fpn_ms-crop-3x_coco.py'])
 def test_params_within_2_percent_of_published(name):
-    result = analysis.complexity(config(name), flops=False)
-    published = analysis.published_for(name)
+    result = flops.complexity(config(name), flops=False)
+    published = published_for(name)
     assert abs(result.params / 1e6 - published.params_m) / published.params_m < 0.02
 
 
@@ -138,9 +141,9 @@ def test_full_model_flops_within_2_percent_of_published(name):
     """Mask R-CNN Swin-T 267 G and Cascade Mask R-CNN Swin-T 745 G at 1280x800, UperNet ConvNeXt-T 939 G at
     512x2048, counted on meta."""
     cfg = config(name)
-    result = analysis.complexity(cfg)
-    published = analysis.published_for(name)
-    assert result.shape == analysis.STANDARD_SHAPES[cfg.default_scope]
+    result = flops.complexity(cfg)
+    published = published_for(name)
+    assert result.shape == flops.STANDARD_SHAPES[cfg.default_scope]
     assert result.device == 'meta' and not result.note
     assert abs(result.flops / 1e9 - published.gflops) / published.gflops < 0.02
     modules = dict(result.by_module)
@@ -150,8 +153,8 @@ def test_full_model_flops_within_2_percent_of_published(name):
 
 def test_detector_patches_are_restored():
     cfg = config('swin/mask-rcnn_swin-t-p4-w7_fpn_mini-coco.py')
-    model = analysis.build_model(cfg, weights_on_meta=True)
-    with analysis.detector_counting_patches(model):
+    model = build_model(cfg, weights_on_meta=True)
+    with flops.detector_counting_patches(model):
         assert 'predict' in model.rpn_head.__dict__
     assert 'predict' not in model.rpn_head.__dict__
     assert all('forward' not in m.__dict__ for m in model.modules())
@@ -160,14 +163,14 @@ def test_detector_patches_are_restored():
 def test_cascade_mask_heads_counted_on_100_rois():
     """The published Cascade FLOPs' convention: each stage's box head on every proposal, its mask head on 100."""
     cfg = config('swin/cascade-mask-rcnn_swin-t-p4-w7_fpn_mini-coco.py')
-    table = dict(analysis.complexity(cfg, shape=(64, 96), depth=3).by_module)
+    table = dict(flops.complexity(cfg, shape=(64, 96), depth=3).by_module)
     box_per_roi = 4 * 256 * 256 * 9 * 7 * 7 + 256 * 7 * 7 * 1024 + 1024 * (81 + 4 * 80)  # 4 convs, fc, cls + reg
     mask_per_roi = 4 * 256 * 256 * 9 * 14 * 14 + 256 * 256 * 4 * 14 * 14 + 256 * 80 * 28 * 28  # convs, deconv, logits
     for stage in range(3):
         assert table[f'CascadeRCNN.roi_head.bbox_head.{stage}'] == 1000 * box_per_roi
         assert table[f'CascadeRCNN.roi_head.mask_head.{stage}'] == 100 * mask_per_roi
-    model = analysis.build_model(cfg, weights_on_meta=True)
-    with analysis.detector_counting_patches(model):
+    model = build_model(cfg, weights_on_meta=True)
+    with flops.detector_counting_patches(model):
         assert 'forward' in model.roi_head.__dict__
     assert 'forward' not in model.roi_head.__dict__
 
@@ -177,7 +180,7 @@ def test_meta_failure_falls_back_to_cpu(monkeypatch):
     from vitdense.models.backbones.convnext import ConvNeXt
     cfg = config('convnext/upernet_convnext-t_mini-ade20k.py')
     cfg.model.backbone.arch = TINY_CONVNEXT
-    expected = analysis.complexity(cfg, (64, 64), backbone_only=True)
+    expected = flops.complexity(cfg, (64, 64), backbone_only=True)
     original = ConvNeXt.forward
 
     def reads_values(self, x):
@@ -185,7 +188,7 @@ def test_meta_failure_falls_back_to_cpu(monkeypatch):
         return original(self, x)
 
     monkeypatch.setattr(ConvNeXt, 'forward', reads_values)
-    result = analysis.complexity(cfg, (64, 64), backbone_only=True)
+    result = flops.complexity(cfg, (64, 64), backbone_only=True)
     assert result.device == 'cpu' and 'meta device failed' in result.note
     assert result.flops == expected.flops > 0
 
@@ -193,16 +196,16 @@ def test_meta_failure_falls_back_to_cpu(monkeypatch):
 def test_reference_lookup():
     cfg = config('swin/upernet_swin-t-p4-w7_mini-ade20k.py')
     cfg.model.backbone.arch = TINY_SWIN
-    backbone = analysis.build_model(cfg, backbone_only=True)
-    description, reference = analysis.reference_backbone(backbone)
+    backbone = build_model(cfg, backbone_only=True)
+    description, reference = references.reference_backbone(backbone)
     assert 'mmdet' in description
     x = torch.randn(1, 3, 64, 96)
     with torch.no_grad():
         ours, theirs = backbone(x), reference(x)
     assert [o.shape for o in ours] == [t.shape for t in theirs]
-    assert analysis.count_params(reference) == analysis.count_params(backbone)
+    assert flops.count_params(reference) == flops.count_params(backbone)
     with pytest.raises(ValueError, match='no reference implementation registered for Linear'):
-        analysis.reference_backbone(nn.Linear(2, 2))
+        references.reference_backbone(nn.Linear(2, 2))
 
 
 def test_reference_lookup_is_by_class_not_by_class_name():
@@ -222,7 +225,7 @@ def test_benchmark_helpers_parse_sizes_and_time_one_call():
         with pytest.raises(argparse.ArgumentTypeError, match=f"size '{bad}' is not HxW"):
             analysis.parse_size(bad)
     calls = []
-    wall, cpu = analysis.timed_call(lambda x: calls.append(x.sum().item()), torch.ones(3))
+    wall, cpu = speed.timed_call(lambda x: calls.append(x.sum().item()), torch.ones(3))
     assert calls == [3.0] and wall >= 0.0 and cpu >= 0.0
 
 

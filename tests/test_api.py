@@ -8,7 +8,7 @@ import torch
 
 import vitdense
 from vitdense import zoo
-from vitdense.apis import UserError
+from vitdense.errors import UserError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DET_MINI = 'swin/mask-rcnn_swin-t-p4-w7_fpn_mini-coco'

@@ -19,7 +19,10 @@ from torch.utils.data import DataLoader
 
 from tests.conftest import REPO
 from tests.tools.test_resume_and_dist import tiny_config
-from vitdense.apis import UserError, check_coco_annotations, check_seg_folders, describe_error, load_config
+from vitdense.errors import UserError
+from vitdense.runtime.config import load_config
+from vitdense.runtime.data_checks import check_coco_annotations, check_seg_folders
+from vitdense.runtime.errors import describe_error
 from vitdense.checkpoint import CheckpointError
 
 TRAIN = os.path.join(REPO, 'tools/train.py')
@@ -116,6 +119,49 @@ def test_input_smaller_than_the_total_stride(tmp_path):
     assert terms and all(torch.isfinite(t).all() for t in terms)
 
 
+def test_unknown_backbone_argument_is_one_line(tmp_path, capsys):
+    """A key the backbone does not take names the key and the class, with what it takes or the close matches."""
+    line = one_error_line(capsys, TRAIN, DET_MINI, '--work-dir', tmp_path, '--cfg-options', 'model.backbone.foo=1')
+    assert line.startswith("error: unknown argument 'foo' for SwinTransformer in the config; it takes: arch, "), line
+    line = one_error_line(capsys, TRAIN, DET_MINI, '--work-dir', tmp_path, '--cfg-options',
+                          'model.backbone.drop_path=0.1')
+    assert line == ("error: unknown argument 'drop_path' for SwinTransformer in the config; close matches: "
+                    'drop_path_rate'), line
+    # a bad config value the backbone checks (ConfigError) is one line too
+    line = one_error_line(capsys, TRAIN, DET_MINI, '--work-dir', tmp_path, '--cfg-options', 'model.backbone.arch=tinyy')
+    assert line.startswith("error: unknown ") and "arch 'tinyy'; choose one of" in line, line
+
+
+class ConfiguredPart:
+    """A class a config builds whose constructor makes a bad call of its own (a bug, not the config's)."""
+
+    def __init__(self, size=1, buggy=False):
+        if buggy:
+            InnerPart(bad=size)
+
+
+class InnerPart:
+    def __init__(self):
+        pass
+
+
+def test_type_errors_inside_a_constructor_are_bugs():
+    """Only a config key the built class (or a parent it hands **kwargs to) refuses is the user's; a bad call inside
+    the constructor, or a TypeError outside any config build, keeps its traceback."""
+    from mmengine.registry import Registry
+    parts = Registry('part')
+    parts.register_module(module=ConfiguredPart)
+    with pytest.raises(TypeError) as info:
+        parts.build(dict(type='ConfiguredPart', sise=2))
+    assert describe_error(info.value) == "unknown argument 'sise' for ConfiguredPart in the config; close matches: size"
+    with pytest.raises(TypeError, match="unexpected keyword argument 'bad'") as info:
+        parts.build(dict(type='ConfiguredPart', buggy=True))
+    assert describe_error(info.value) is None
+    with pytest.raises(TypeError) as info:
+        ConfiguredPart(sise=2)
+    assert describe_error(info.value) is None
+
+
 # ---- data --------------------------------------------------------------------------------------------------
 
 def write_coco(tmp_path, data):
@@ -147,7 +193,7 @@ def test_coco_annotation_errors_are_one_line(tmp_path):
         (coco(categories=[dict(id=1, name='widget')]),
          r"none of its 1 categories \(e\.g\. 'widget'\) is among the dataset's 80 classes \(e\.g\. 'person'\)"),
     ]
-    from vitdense.apis import _dataset_classes
+    from vitdense.runtime.data_checks import _dataset_classes
     classes = _dataset_classes(dict(type='CocoDataset'))
     for data, message in cases:
         with pytest.raises(UserError, match=message) as info:
@@ -265,6 +311,19 @@ def test_real_bugs_keep_their_traceback():
     assert describe_error(RuntimeError('shape mismatch')) is None
     assert describe_error(ValueError('raised outside vitdense')) is None
     assert describe_error(AssertionError('x > 0')) is None
+
+
+def test_a_value_error_raised_inside_vitdense_is_a_bug_and_keeps_its_traceback():
+    """Errors are told apart by type, not by where they were raised: a plain ValueError from vitdense's own code
+    (an internal invariant) is a bug; bad input raises ConfigError / UserError, which are one line."""
+    from vitdense.errors import ConfigError
+    from vitdense.models.backbones import swin
+    with pytest.raises(ValueError) as info:  # raised with its last frame in vitdense/models/backbones/swin.py
+        exec(compile("raise ValueError('an internal invariant broke')", swin.__file__, 'exec'), {})
+    assert info.traceback[-1].path == type(info.traceback[-1].path)(swin.__file__)
+    assert describe_error(info.value) is None
+    assert describe_error(ConfigError('window_size=-1 must be 0 (global attention) or a positive size')) == \
+        'window_size=-1 must be 0 (global attention) or a positive size'
 
 
 # ---- checkpoints through the tools -----------------------------------------------------------------------------

@@ -17,7 +17,8 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
-from vitdense.apis import UserError, run_tool  # noqa: E402
+from vitdense.errors import UserError  # noqa: E402
+from vitdense.runtime.errors import run_tool  # noqa: E402
 
 
 def build_parser():

@@ -8,9 +8,9 @@ The model gets random weights (no checkpoint needed) and a random batch of the g
 runs its inference path (``mode='predict'``: detection post-processing, segmentation ``test_cfg`` mode).
 Throughput = batch size / median time of ``--repeats`` timed forwards after ``--warmup`` untimed ones.
 Peak memory is what one forward adds: ``torch.cuda.max_memory_allocated`` on CUDA, the peak resident set
-on CPU (see vitdense.analysis.PeakMemory).
+on CPU (see vitdense.analysis.speed.PeakMemory).
 
-``--compare`` also runs the reference implementation of the backbone (vitdense.analysis.REFERENCE_BACKBONES:
+``--compare`` also runs the reference implementation of the backbone (vitdense.analysis.references:
 mmdet's SwinTransformer for vitdense.SwinTransformer, timm's ConvNeXt for vitdense.ConvNeXt, ...) with the
 same architecture, on the same input, timed in alternation with vitdense's, and prints the ratios. Without
 --backbone-only the reference backbone is swapped into a copy of the full model.
@@ -31,7 +31,9 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
-from vitdense.apis import DictAction, UserError, load_config, run_tool  # noqa: E402
+from vitdense.errors import UserError  # noqa: E402
+from vitdense.runtime.config import DictAction, load_config  # noqa: E402
+from vitdense.runtime.errors import run_tool  # noqa: E402
 
 
 def build_parser():
@@ -126,33 +128,31 @@ def main(argv=None):
     if args.train:
         return train_main(args)
     import torch
-    from vitdense import analysis
-    shape = analysis.parse_shape(args.shape)
+    from vitdense.analysis import flops, parse_size, references, speed
+    from vitdense.runtime.config import build_model
+    shape = parse_size(args.shape)
     if min(shape) < 1 or args.batch_size < 1 or args.repeats < 1 or args.warmup < 0:
         raise UserError('--shape, --batch-size and --repeats must be positive and --warmup >= 0')
     device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
     if device.startswith('cuda') and not torch.cuda.is_available():
         raise UserError(f'--device {device} asked for, but torch sees no CUDA device; use --device cpu')
-    analysis.set_threads(args.threads)
+    speed.set_threads(args.threads)
     cfg = load_config(args.config, args.cfg_options)
-    if not analysis.is_model_config(cfg):
+    if not flops.is_model_config(cfg):
         raise UserError(f'{args.config} defines no complete model (a _base_ fragment?); pass a leaf config')
 
-    model = analysis.build_model(cfg, backbone_only=args.backbone_only)
+    model = build_model(cfg, backbone_only=args.backbone_only)
     backbone = model if args.backbone_only else model.backbone
     if not args.backbone_only:
-        shape = analysis.model_input_shape(model, shape)
+        shape = flops.model_input_shape(model, shape)
     torch.manual_seed(0)
     inputs = torch.randn(args.batch_size, 3, *shape, device=device)
-    samples = None if args.backbone_only else analysis.synthetic_samples(cfg.default_scope, args.batch_size, shape)
+    samples = None if args.backbone_only else flops.synthetic_samples(cfg.default_scope, args.batch_size, shape)
     name = backbone.__class__.__name__
     prefix = '' if args.backbone_only else f'{type(model).__name__} + '
     models = {f'{prefix}vitdense {name}': model}
     if args.compare:
-        try:
-            description, reference = analysis.reference_backbone(backbone)
-        except ValueError as err:
-            raise UserError(str(err)) from None
+        description, reference = references.reference_backbone(backbone)  # ConfigError (one line) if none
         if args.backbone_only:
             models[description] = reference
         else:
@@ -166,8 +166,8 @@ def main(argv=None):
     what = 'backbone' if args.backbone_only else 'model (predict)'
     print(f'{args.config}: {what}, input {args.batch_size}x3x{shape[0]}x{shape[1]}, device {device}, '
           f'{torch.get_num_threads()} CPU threads, warm-up {args.warmup}, median of {args.repeats}')
-    results = analysis.benchmark(runners, args.batch_size, device, warmup=args.warmup, repeats=args.repeats,
-                                 progress=not args.no_progress)
+    results = speed.benchmark(runners, args.batch_size, device, warmup=args.warmup, repeats=args.repeats,
+                              progress=not args.no_progress)
     method = next(iter(results.values())).mem_method
     width = max(len(label) for label in results) + 2
     print(f'\n{"implementation":<{width}} {"images/s":>10} {"median ms":>10} {"min-max ms":>17} {"peak MB":>9}')

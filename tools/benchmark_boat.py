@@ -24,8 +24,11 @@ from contextlib import contextmanager
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from vitdense.analysis import backbone_flops, parse_size, synchronize, timed_call  # noqa: E402
-from vitdense.apis import UserError, run_tool  # noqa: E402
+from vitdense.analysis import parse_size  # noqa: E402
+from vitdense.analysis.flops import backbone_flops  # noqa: E402
+from vitdense.analysis.speed import synchronize, timed_call  # noqa: E402
+from vitdense.errors import UserError  # noqa: E402
+from vitdense.runtime.errors import run_tool  # noqa: E402
 from vitdense.models.backbones import BOATCSWin, BOATSwin, SwinTransformer  # noqa: E402
 from vitdense.models.backbones.boat import FeatureSpaceLocalAttention  # noqa: E402
 

@@ -20,8 +20,10 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from vitdense.analysis import parse_size, timed_call  # noqa: E402
-from vitdense.apis import UserError, run_tool  # noqa: E402
+from vitdense.analysis import parse_size  # noqa: E402
+from vitdense.analysis.speed import timed_call  # noqa: E402
+from vitdense.errors import UserError  # noqa: E402
+from vitdense.runtime.errors import run_tool  # noqa: E402
 
 
 def parse_args():

@@ -14,8 +14,10 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
-from vitdense.apis import DictAction, UserError, check_data, leaf_datasets, load_config, run_tool  # noqa: E402
-from vitdense.datasets import check_images_when_evaluating  # noqa: E402
+from vitdense.errors import UserError  # noqa: E402
+from vitdense.runtime.config import DictAction, load_config  # noqa: E402
+from vitdense.runtime.data_checks import check_data, leaf_datasets  # noqa: E402
+from vitdense.runtime.errors import run_tool  # noqa: E402
 
 
 def build_parser():
@@ -103,7 +105,6 @@ def main(argv=None):
     if not cfg.get(loader):
         raise UserError(f'{args.config} has no {loader}; choose another --phase')
     check_data(cfg, loaders=(loader,))
-    check_images_when_evaluating(cfg)  # val / test images as tools/test.py reads them
     import numpy as np
     from mmengine.registry import DATASETS, init_default_scope
     from tqdm import tqdm

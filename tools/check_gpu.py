@@ -37,7 +37,8 @@ import torch
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from vitdense.apis import UserError, run_tool  # noqa: E402
+from vitdense.errors import UserError  # noqa: E402
+from vitdense.runtime.errors import run_tool  # noqa: E402
 
 # relative L2 error allowed against the CPU fp32 reference: (outputs, gradients). fp32 differs only by the
 # order of floating-point sums; fp16 / bf16 carry 11 / 8 significant bits through dozens of layers, and the
@@ -164,8 +165,7 @@ def compare_to_cpu(name: str, model: torch.nn.Module, x: torch.Tensor, device,
 
 
 def check_backbones(device, precisions=('fp32', 'fp16', 'bf16')) -> List[Row]:
-    from vitdense import analysis
-    from vitdense.apis import load_config
+    from vitdense.runtime.config import build_model, load_config
     rows = []
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(INPUT_SHAPE, generator=generator)
@@ -173,7 +173,7 @@ def check_backbones(device, precisions=('fp32', 'fp16', 'bf16')) -> List[Row]:
         cfg = load_config(os.path.join(REPO, config))
         cfg.model.backbone.update(overrides)
         torch.manual_seed(0)
-        backbone = analysis.build_model(cfg, backbone_only=True)
+        backbone = build_model(cfg, backbone_only=True)
         rows += compare_to_cpu(name, backbone, x, device, precisions)
         del backbone
         torch.cuda.empty_cache()
@@ -194,7 +194,8 @@ def train_and_evaluate(config: str, iters: int, work_dir: str, device) -> Row:
     from mmengine.hooks import Hook
     from mmengine.runner import Runner
 
-    from vitdense.apis import check_data, load_config
+    from vitdense.runtime.config import load_config
+    from vitdense.runtime.data_checks import check_data
 
     class Record(Hook):
         def __init__(self):

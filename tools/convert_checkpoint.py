@@ -98,15 +98,14 @@ def convert(args):
 
     import vitdense.models  # noqa: F401  (registers the backbones)
     from vitdense.checkpoint import CheckpointError, extract_state_dict, load_checkpoint_file, load_pretrained
-    from vitdense.registry import MODELS
-    from vitdense.zoo import read_config
+    from vitdense.runtime.config import build_model, load_config
 
-    cfg = read_config(args.config)
+    cfg = load_config(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     if 'model' not in cfg or 'backbone' not in cfg.model:
         raise CheckpointError(f'{args.config} has no model.backbone to convert for')
-    backbone = MODELS.build({**cfg.model.backbone.to_dict(), 'init_cfg': None})
+    backbone = build_model({**cfg.model.backbone.to_dict(), 'init_cfg': None})
     backbone_name = type(backbone).__name__
 
     report = load_pretrained(backbone, args.src, prefix=args.prefix, logger='silent')

@@ -13,7 +13,9 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
-from vitdense.apis import DictAction, UserError, run_tool  # noqa: E402
+from vitdense.errors import UserError  # noqa: E402
+from vitdense.runtime.config import DictAction  # noqa: E402
+from vitdense.runtime.errors import run_tool  # noqa: E402
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 

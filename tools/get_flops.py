@@ -6,7 +6,7 @@ FLOPs are multiply-adds (the convention of the Swin / ConvNeXt papers, fvcore an
 "4.5 GFLOPs"), counted for every op the forward runs: convolutions, linears, attention matmuls (SDPA,
 torch.matmul / bmm / einsum), LSTM gates, cdist and sort comparisons. Models run on the meta device, so even
 512x2048 UperNets take seconds. Detectors run backbone + neck + RPN + RoI heads on 1000 fixed proposals
-(mmdet's tensor-mode forward); segmentors backbone + decode head on the whole image. See vitdense/analysis.py.
+(mmdet's tensor-mode forward); segmentors backbone + decode head on the whole image. See vitdense/analysis/flops.py.
 """
 import argparse
 import os
@@ -14,7 +14,9 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
-from vitdense.apis import DictAction, UserError, load_config, run_tool  # noqa: E402
+from vitdense.errors import UserError  # noqa: E402
+from vitdense.runtime.config import DictAction, load_config  # noqa: E402
+from vitdense.runtime.errors import run_tool  # noqa: E402
 
 
 def build_parser():
@@ -39,14 +41,16 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    from vitdense import analysis
-    shape = analysis.parse_shape(args.shape)
+    from vitdense.analysis import parse_size
+    from vitdense.analysis.flops import STANDARD_SHAPES, complexity, is_model_config
+    from vitdense.analysis.published import published_for
+    shape = parse_size(args.shape)
     cfg = load_config(args.config, args.cfg_options)
-    if not analysis.is_model_config(cfg):
+    if not is_model_config(cfg):
         raise UserError(f'{args.config} defines no complete model (a _base_ fragment?); pass a leaf config')
     if shape and min(shape) < 1:
         raise UserError(f'--shape must be positive, got {shape}')
-    result = analysis.complexity(cfg, shape, backbone_only=args.backbone_only, depth=args.depth)
+    result = complexity(cfg, shape, backbone_only=args.backbone_only, depth=args.depth)
     what = 'backbone' if args.backbone_only else 'model'
     rows = [
         ('config', args.config),
@@ -55,9 +59,9 @@ def main(argv=None):
         ('params', f'{result.params / 1e6:.2f} M'),
         ('FLOPs', f'{result.flops / 1e9:.2f} G  (multiply-adds, as the papers / fvcore / mmcv count them)'),
     ]
-    published = analysis.published_for(args.config)
+    published = published_for(args.config)
     if published and not args.backbone_only and not args.cfg_options and \
-            result.shape == analysis.STANDARD_SHAPES.get(cfg.default_scope):
+            result.shape == STANDARD_SHAPES.get(cfg.default_scope):
         rows.append(('published', f'{published.params_m} M params'
                      + (f', {published.gflops} GFLOPs' if published.gflops else '') + f' ({published.source})'))
     if result.note:

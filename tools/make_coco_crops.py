@@ -14,7 +14,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
-from vitdense.apis import run_tool  # noqa: E402
+from vitdense.runtime.errors import run_tool  # noqa: E402
 from vitdense.transfer import make_coco_crops_dataset  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -6,8 +6,8 @@
     vitdense model-index
 
 Each entry: the config, task, head, backbone, training data, input size, params and FLOPs counted by
-tools/model_zoo.py (vitdense.analysis.complexity, at the papers' input sizes), the published params / FLOPs of
-vitdense.analysis.PUBLISHED and, where the paper reports them for that model and schedule, the paper's accuracy
+tools/model_zoo.py (vitdense.analysis.flops.complexity, at the papers' input sizes), the published params / FLOPs of
+vitdense.analysis.published.PUBLISHED and, where the paper reports them for that model and schedule, the paper's accuracy
 ("Paper Results": the authors' numbers, not measured here; vitdense ships no trained weights).
 """
 import argparse
@@ -16,7 +16,8 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
-from vitdense.apis import UserError, run_tool  # noqa: E402
+from vitdense.errors import UserError  # noqa: E402
+from vitdense.runtime.errors import run_tool  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -156,7 +157,7 @@ def write_index(rows, root: str = REPO) -> list:
 def rows_from_table(path: str) -> dict:
     """``{config path: row}`` from a table tools/model_zoo.py wrote (its links are relative to the table)."""
     import re
-    from vitdense.analysis import published_for
+    from vitdense.analysis.published import published_for
     rows = {}
     cell = re.compile(r'^\[(?P<name>[^\]]+)\]\((?P<link>[^)]+)\)$')
     with open(path) as f:
@@ -176,7 +177,7 @@ def rows_from_table(path: str) -> dict:
 def rows_from_index(root: str = REPO) -> dict:
     """``{config path: row}`` from the model index already written under ``root`` (none if there is none)."""
     import yaml
-    from vitdense.analysis import published_for
+    from vitdense.analysis.published import published_for
     index = os.path.join(root, 'model-index.yml')
     if not os.path.isfile(index):
         return {}
@@ -205,7 +206,7 @@ def main(argv=None):
     parser.add_argument('--no-progress', action='store_true', help='no progress bar on stderr')
     args = parser.parse_args(argv)
     from model_zoo import table_rows
-    from vitdense.analysis import iter_configs
+    from vitdense.analysis.published import iter_configs
     paths = [os.path.abspath(p) for p in iter_configs(os.path.join(REPO, 'configs'), include_mini=True)]
     known = rows_from_table(args.from_table) if args.from_table else {}
     if args.keep_counted:

@@ -3,9 +3,9 @@
     python tools/model_zoo.py [--out docs/model_zoo.md] [--params-only] [--pattern swin] [--include-mini]
 
 Each leaf config's model is built (random weights, no checkpoint needed) and counted with
-vitdense.analysis.complexity at the size the papers report: 1280x800 for COCO detection, 512x2048 for
+vitdense.analysis.flops.complexity at the size the papers report: 1280x800 for COCO detection, 512x2048 for
 ADE20K segmentation. FLOPs are multiply-adds (the papers' / fvcore's / mmcv's convention), counted on the
-meta device (a few seconds per config). The published figures live in vitdense.analysis.PUBLISHED.
+meta device (a few seconds per config). The published figures live in vitdense.analysis.published.PUBLISHED.
 """
 import argparse
 import os
@@ -14,7 +14,9 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
-from vitdense.apis import UserError, load_config, run_tool  # noqa: E402
+from vitdense.errors import UserError  # noqa: E402
+from vitdense.runtime.config import load_config  # noqa: E402
+from vitdense.runtime.errors import run_tool  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -53,31 +55,31 @@ def describe(cfg):
 
 def table_rows(paths, params_only=False, progress=True):
     """One dict per config: name, task, model, backbone, shape, params_m, gflops, published, seconds."""
-    from vitdense import analysis
+    from vitdense.analysis import flops, published, speed
     rows = []
-    bar = analysis.progress_bar(total=len(paths), desc='model zoo', enabled=progress)
+    bar = speed.progress_bar(total=len(paths), desc='model zoo', enabled=progress)
     for path in paths:
         bar.set_postfix_str(os.path.basename(path)[:40])
         try:
             cfg = load_config(path)
         except UserError:
             cfg = None
-        if cfg is None or not analysis.is_model_config(cfg):
+        if cfg is None or not flops.is_model_config(cfg):
             bar.update()
             continue
         task, head, backbone = describe(cfg)
         try:
-            result = analysis.complexity(cfg, flops=not params_only)
+            result = flops.complexity(cfg, flops=not params_only)
         except Exception as err:  # one broken config must not cost the whole table: list it, go on
-            rows.append(dict(name=analysis.config_name(path), path=os.path.abspath(path), task=task,
+            rows.append(dict(name=published.config_name(path), path=os.path.abspath(path), task=task,
                              model=head, backbone=backbone, error=f'{type(err).__name__}: '
                              f'{(str(err).splitlines() or [""])[0][:200]}'))
             bar.update()
             continue
-        rows.append(dict(name=analysis.config_name(path), path=os.path.abspath(path), task=task,
+        rows.append(dict(name=published.config_name(path), path=os.path.abspath(path), task=task,
                          model=head, backbone=backbone, shape=result.shape, params_m=result.params / 1e6,
                          gflops=None if params_only else result.flops / 1e9,
-                         published=analysis.published_for(path), seconds=result.seconds, note=result.note))
+                         published=published.published_for(path), seconds=result.seconds, note=result.note))
         bar.update()
     bar.close()
     return rows
@@ -85,7 +87,7 @@ def table_rows(paths, params_only=False, progress=True):
 
 def markdown(rows, params_only=False, link_from=REPO):
     """The table; config links are relative to the folder ``link_from`` (where the file will live)."""
-    from vitdense.analysis import percent_diff
+    from vitdense.analysis.published import percent_diff
     head = ['Config', 'Task', 'Head', 'Backbone', 'Input (HxW)', 'Params (M)', 'Published (M)', 'Δ params']
     if not params_only:
         head += ['FLOPs (G)', 'Published (G)', 'Δ FLOPs']
@@ -113,7 +115,7 @@ def markdown(rows, params_only=False, link_from=REPO):
                 'for one image, detection at 1280x800 (backbone, FPN, RPN, RoI heads on 1000 proposals), '
                 'segmentation at 512x2048 (backbone and decode head, whole image), classification at 224x224; '
                 'counted with vitdense.analysis (tools/get_flops.py). ')
-             + 'Published: the papers\' / official repositories\' figures (vitdense.analysis.PUBLISHED).']
+             + 'Published: the papers\' / official repositories\' figures (vitdense.analysis.published).']
     notes += [f"- {r['name']}: {r['note']}" for r in rows if r.get('note')]
     notes += [f"- {r['name']}: failed: {r['error']}" for r in rows if r.get('error')]
     return '\n'.join(lines + notes) + '\n'
@@ -123,7 +125,7 @@ def main(argv=None):
     args = parse_args(argv)
     if not os.path.isdir(args.configs):
         raise UserError(f'--configs {args.configs} is not a folder')
-    from vitdense.analysis import iter_configs
+    from vitdense.analysis.published import iter_configs
     paths = iter_configs(args.configs, include_mini=args.include_mini, patterns=args.pattern)
     if not paths:
         raise UserError(f'no configs under {args.configs}' + (f' matching {args.pattern}' if args.pattern else ''))

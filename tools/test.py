@@ -9,9 +9,11 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
-from vitdense.apis import (DictAction, add_launcher_args, build_runner, check_data, load_config,  # noqa: E402
-                           parse_launcher_args, run_tool, setup_cpu_distributed, unwrapped_model)
-from vitdense.datasets import check_images_when_evaluating  # noqa: E402
+from vitdense.runtime.config import DictAction, load_config  # noqa: E402
+from vitdense.runtime.data_checks import check_data  # noqa: E402
+from vitdense.runtime.errors import run_tool  # noqa: E402
+from vitdense.runtime.launch import (add_launcher_args, build_runner, parse_launcher_args,  # noqa: E402
+                                     setup_cpu_distributed, unwrapped_model)
 
 
 def parse_args():
@@ -32,7 +34,6 @@ def main():
     check_mmcv_ops_for_device()  # a model on CUDA needs mmcv's CUDA kernels
     cfg.launcher = args.launcher
     check_data(cfg, loaders=('test_dataloader',))
-    check_images_when_evaluating(cfg)  # evaluation reads images as training does
     from vitdense.checkpoint import load_checkpoint_file
     from vitdense.checkpoint.io import check_fits, install_safe_loading
     install_safe_loading()  # also for a config that does not list vitdense.engine in custom_imports

@@ -15,11 +15,14 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
-from vitdense.apis import (DictAction, UserError, add_launcher_args, build_runner, check_data,  # noqa: E402
-                           check_sharding_strategy, check_work_dir, find_resume_checkpoint, load_config,
-                           parse_launcher_args, run_tool, set_mixed_precision, setup_cpu_distributed,
-                           unwrapped_model)
-from vitdense.datasets import check_images_when_evaluating  # noqa: E402
+from vitdense.errors import UserError  # noqa: E402
+from vitdense.runtime.config import DictAction, load_config  # noqa: E402
+from vitdense.runtime.data_checks import check_data, check_work_dir  # noqa: E402
+from vitdense.runtime.errors import run_tool  # noqa: E402
+from vitdense.runtime.launch import (add_launcher_args, build_runner, check_sharding_strategy,  # noqa: E402
+                                     parse_launcher_args, set_mixed_precision, setup_cpu_distributed,
+                                     unwrapped_model)
+from vitdense.runtime.resume import find_resume_checkpoint  # noqa: E402
 
 
 def parse_args():
@@ -48,7 +51,6 @@ def main():
     check_mmcv_ops_for_device()  # a model on CUDA needs mmcv's CUDA kernels
     cfg.launcher = args.launcher
     check_data(cfg, loaders=('train_dataloader', 'val_dataloader'))
-    check_images_when_evaluating(cfg)  # evaluation reads images as training does
     check_work_dir(cfg.work_dir)
     if args.amp:
         set_mixed_precision(cfg, args.amp)

@@ -34,7 +34,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
-from vitdense.apis import DictAction  # noqa: E402
+from vitdense.runtime.config import DictAction  # noqa: E402
 
 
 def parse_args(argv=None):

@@ -13,7 +13,7 @@ __version__ = '0.1.0'
 
 _LAZY = {
     'list_models': 'vitdense.zoo', 'get_model': 'vitdense.zoo', 'list_configs': 'vitdense.zoo',
-    'load_config': 'vitdense.zoo', 'resolve_config': 'vitdense.zoo', 'model_index': 'vitdense.zoo',
+    'load_config': 'vitdense.runtime.config', 'resolve_config': 'vitdense.zoo', 'model_index': 'vitdense.zoo',
     'build_inferencer': 'vitdense.inference',
 }
 __all__ = ['__version__'] + sorted(_LAZY)

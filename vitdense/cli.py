@@ -104,7 +104,8 @@ def train_then_test(args: List[str]) -> None:
     fresh process (``WORK_DIR/test`` gets the evaluation logs); the metrics line ends the output."""
     import argparse
 
-    from vitdense.apis import DictAction, load_config, run_tool
+    from vitdense.runtime.config import DictAction, load_config
+    from vitdense.runtime.errors import run_tool
     args = [a for a in args if a != '--test']
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument('config')

@@ -2,8 +2,10 @@
 
 ``mmdet.apis.DetInferencer(model=CONFIG, weights=CKPT)`` and ``mmseg.apis.MMSegInferencer(model=CONFIG,
 weights=CKPT)`` work with vitdense configs as they are: the configs carry ``default_scope`` and
-``custom_imports`` (imported when the config is read), and the checkpoints ``tools/train.py`` writes are
-``weights_only``-loadable and hold ``meta.dataset_meta`` (class names, palette), which the inferencers read.
+``custom_imports`` (imported when the config is read); their test pipelines' loader is :class:`vitdense.LoadImage`
+under the name the inferencers replace by their ``InferencerLoader``, which then reads files with it too (a
+16-bit file whose data would read nearly black as 8 bits stops with one line naming it); and the checkpoints
+``tools/train.py`` writes are ``weights_only``-loadable and hold ``meta.dataset_meta`` (class names, palette), which the inferencers read.
 
 :func:`build_inferencer` adds what a command-line tool needs on top:
 
@@ -11,8 +13,6 @@ weights=CKPT)`` work with vitdense configs as they are: the configs carry ``defa
 * class names and palette from the config's test dataset when the checkpoint has none (a converted or
   hand-saved checkpoint): the inferencers would otherwise fall back to COCO (mmdet) or Cityscapes (mmseg)
   classes, which breaks drawing for a 150-class ADE20K model;
-* image files read by :class:`vitdense.LoadImage`, as in training (a 16-bit file whose data would read nearly
-  black as 8 bits stops with one line naming it, instead of a silently dark prediction);
 * a model to run on CUDA with mmcv ops built without CUDA stops with one line naming the install command;
 * ``score_thr``: a display threshold below the detector's own ``test_cfg`` ``score_thr`` (0.05) also lowers
   the latter, so low-confidence boxes (e.g. of a barely trained model) reach the picture.
@@ -22,10 +22,9 @@ from typing import Optional
 
 from mmengine.config import Config
 
-from vitdense.apis import load_config
 from vitdense.errors import UserError
-from vitdense.datasets import check_inferencer_images
 from vitdense.engine.device import check_mmcv_ops_for_device
+from vitdense.runtime.config import load_config
 
 INFERENCERS = {'mmdet': ('mmdet.apis', 'DetInferencer'), 'mmseg': ('mmseg.apis', 'MMSegInferencer')}
 
@@ -87,7 +86,6 @@ def build_inferencer(config: str, weights: Optional[str], device: Optional[str] 
     inferencer_cls = getattr(importlib.import_module(module), name)
     inferencer = inferencer_cls(model=cfg, weights=weights, device=device)
     inferencer.show_progress = False  # the tools show one bar over all images instead of one per call
-    check_inferencer_images(inferencer)  # files decoded and checked as in training
     if meta is None:  # the inferencer guessed COCO / Cityscapes classes: use the config's dataset instead
         meta = dataset_meta_from_config(cfg)
         inferencer.model.dataset_meta = dict(meta)

@@ -34,6 +34,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vitdense.errors import ConfigError, UserError
+from vitdense.runtime.config import build_model, load_config
+
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.ppm', '.tif', '.tiff', '.webp')
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
@@ -74,8 +77,8 @@ def make_coco_crops_dataset(ann_file: str, img_root: str, out_dir: str, size: in
     kept = {c: anns for c, anns in per_class.items() if len(anns) >= min_per_class}
     dropped = {c: len(anns) for c, anns in per_class.items() if c not in kept}
     if not kept:
-        raise ValueError(f'no class of {ann_file} has {min_per_class} or more crops of at least {min_box} px; '
-                         'lower min_per_class / min_box')
+        raise UserError(f'no class of {ann_file} has {min_per_class} or more crops of at least {min_box} px; '
+                        'lower min_per_class / min_box')
     summary = dict(ann_file=osp.basename(ann_file), size=size, context=context, min_box=min_box,
                    min_per_class=min_per_class, val_every=val_every, classes={}, dropped_classes=dropped,
                    skipped_small_boxes=skipped_small, crops=[])
@@ -149,32 +152,15 @@ class Candidate:
             self.name = f'{stem} | {ckpt}'
 
 
-def load_model_config(path: str):
-    from mmengine.config import Config
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'config not found: {path}')
-    cfg = Config.fromfile(path)
-    if 'model' not in cfg or 'backbone' not in cfg.model:
-        raise ValueError(f'{path} has no model.backbone; pass a vitdense detection / segmentation / '
-                         'classification config')
-    return cfg
-
-
 def backbone_cfg(cfg, checkpoint: Optional[str]) -> dict:
+    """The config's ``model.backbone``, loading ``checkpoint`` through its ``init_cfg`` (None: from scratch)."""
+    if not isinstance(cfg.model.get('backbone'), dict):
+        raise ConfigError(f'{cfg.filename} has no model.backbone; pass a vitdense detection / segmentation / '
+                          'classification config')
     bb = copy.deepcopy(cfg.model.backbone.to_dict() if hasattr(cfg.model.backbone, 'to_dict')
                        else dict(cfg.model.backbone))
     bb['init_cfg'] = dict(type='Pretrained', checkpoint=checkpoint) if checkpoint else None
     return bb
-
-
-def build_backbone(bb: dict):
-    """A backbone from its config dict (``type='vitdense.X'`` or a bare vitdense name), weights loaded."""
-    import vitdense.models  # noqa: F401  (registers the backbones)
-    from vitdense.registry import MODELS
-    model = MODELS.build(copy.deepcopy(bb))
-    if bb.get('init_cfg'):  # random init happens in the constructor; init_weights() loads the checkpoint
-        model.init_weights()
-    return model
 
 
 def probe_backbone_cfg(bb: dict) -> dict:
@@ -192,7 +178,7 @@ def probe_backbone(bb: dict, checkpoint: Optional[str], seed: int = 0):
     """(backbone, load notes): the frozen backbone the probes run, :func:`probe_backbone_cfg` of ``bb``, loaded
     from ``checkpoint`` or seeded scratch weights (the same on every run)."""
     torch.manual_seed(seed)
-    backbone = build_backbone({**probe_backbone_cfg(bb), 'init_cfg': None})
+    backbone = build_model({**probe_backbone_cfg(bb), 'init_cfg': None})
     notes = []
     if checkpoint:
         from vitdense.checkpoint import load_pretrained
@@ -345,13 +331,10 @@ def dense_finetune(dense_config: str, bb: dict, iters: int, work_dir: str, mean=
     (a tqdm bar) advances by one per training iteration."""
     from mmengine.hooks import Hook
     from mmengine.runner import Runner
-    from vitdense.apis import load_config
-    from vitdense.datasets import check_images_when_evaluating
     cfg = load_config(dense_config, cfg_options=cfg_options, work_dir=work_dir)
     bb = dense_backbone_cfg(bb, cfg.model.backbone.to_dict())
-    channels = output_channels(build_backbone({**bb, 'init_cfg': None}))
+    channels = output_channels(build_model({**bb, 'init_cfg': None}))
     cfg = fit_dense_config(cfg, bb, channels, mean, std)
-    check_images_when_evaluating(cfg)
     cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=iters, val_interval=iters + 1)
     if isinstance(cfg.get('param_scheduler'), list):  # keep the warm-up shorter than the run
         for sched in cfg.param_scheduler:
@@ -406,7 +389,7 @@ def evaluate(candidates: Sequence[Candidate], data_root: str, size: int = 96, kn
     for cand in candidates:
         start = time.time()
         bar.set_postfix_str(cand.name[:48])
-        cfg = load_model_config(cand.config)
+        cfg = load_config(cand.config)
         bb = backbone_cfg(cfg, cand.checkpoint)
         backbone, notes = probe_backbone(bb, cand.checkpoint, seed)
         mean, std, rgb = normalisation(cfg)

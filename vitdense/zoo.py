@@ -1,4 +1,4 @@
-"""The configs vitdense ships, the model index, and the Python API: ``list_models``, ``get_model``, ``load_config``.
+"""The configs vitdense ships, the model index, and the Python API: ``list_models``, ``get_model``.
 
 The installed package carries ``vitdense/.mim/{configs,tools,data/mini,model-index.yml}`` (symbolic links to the
 checkout's folders there, copies in a wheel), the layout mmengine reads for a ``pkg::`` config prefix, so a
@@ -6,8 +6,8 @@ config anywhere can inherit a vitdense one::
 
     _base_ = 'vitdense::swin/mask-rcnn_swin-t-p4-w7_fpn_mini-coco.py'
 
-Two things make that prefix work, both done by :func:`read_config` (every vitdense tool, ``vitdense.load_config``
-and ``vitdense.get_model`` read configs through it):
+Two things make that prefix work, both done by :func:`vitdense.runtime.config.load_config` (every vitdense tool,
+``vitdense.load_config`` and ``vitdense.get_model`` read configs through it):
 
 * mmengine only accepts prefixes listed in ``mmengine.config.utils.MODULE2PACKAGE``; :func:`enable_config_prefix`
   adds ``vitdense`` there. Its value names the module ``vitdense.zoo`` rather than the distribution: mmengine
@@ -112,35 +112,25 @@ def enable_config_prefix() -> None:
     MODULE2PACKAGE.setdefault('vitdense', __name__)
 
 
-def drop_vitdense_scope(node) -> int:
+def drop_vitdense_scope(node, marked_here: bool = True) -> int:
     """Remove the ``_scope_='vitdense'`` marks mmengine puts on what a ``vitdense::`` base defines; returns how
-    many were removed."""
+    many were removed.
+
+    mmengine marks the outermost dicts with a ``type`` only (a dataset, not the pipeline steps inside it), so only
+    those lose the mark: a scope a config sets itself further in, e.g. the test pipelines' vitdense loader
+    (``dict(type='LoadImageFromFile', _scope_='vitdense')``), is kept."""
     removed = 0
     if isinstance(node, dict):
-        if node.get('_scope_') == 'vitdense':
-            del node['_scope_']
-            removed += 1
+        if marked_here and 'type' in node:
+            if node.get('_scope_') == 'vitdense':
+                del node['_scope_']
+                removed += 1
+            marked_here = False
         for value in node.values():
-            removed += drop_vitdense_scope(value)
+            removed += drop_vitdense_scope(value, marked_here)
     elif isinstance(node, (list, tuple)):
-        removed += sum(drop_vitdense_scope(value) for value in node)
+        removed += sum(drop_vitdense_scope(value, marked_here) for value in node)
     return removed
-
-
-def read_config(name_or_path: str):
-    """``mmengine.Config`` of a config file or shipped config name, ``vitdense::`` bases included."""
-    from mmengine.config import Config
-    path = resolve_config(name_or_path)
-    enable_config_prefix()
-    cfg = Config.fromfile(path)
-    drop_vitdense_scope(cfg._cfg_dict)
-    return cfg
-
-
-def load_config(name_or_path: str, cfg_options: Optional[dict] = None):
-    """The config as vitdense's tools read it (checked ``default_scope``, a ``work_dir``)."""
-    from vitdense.apis import load_config as load_tool_config
-    return load_tool_config(name_or_path, cfg_options)
 
 
 # ---- models -------------------------------------------------------------------------------------------------
@@ -182,35 +172,18 @@ def get_model(name_or_config: str, pretrained: Optional[str] = None, device: str
     choice is not to load the ImageNet checkpoint a config's ``init_cfg`` names (a path under checkpoints/
     that a fresh install does not have).
     """
+    from vitdense.runtime.config import build_model, load_config
     named_backbone = backbones().get(name_or_config)
-    cfg = read_config(named_backbone or name_or_config)
-    if named_backbone is None and 'model' not in cfg:
-        raise UserError(f'{name_or_config} defines no model (a _base_ fragment?); pass a full config')
+    cfg = load_config(named_backbone or name_or_config)
     if named_backbone is not None:
-        from vitdense.registry import MODELS
-        model = MODELS.build(dict(cfg.model.backbone, init_cfg=None))
+        model = build_model(dict(cfg.model.backbone, init_cfg=None))
         _initialise(model, pretrained, backbone=model)
     else:
-        from mmengine.registry import MODELS, init_default_scope
-        scope = cfg.get('default_scope')
-        try:
-            init_default_scope(scope)
-            _import_toolbox(scope)
-        except ImportError as err:
-            extra = ' (pip install "vitdense[cls]")' if scope == 'mmpretrain' else ''
-            raise UserError(f'{name_or_config} is a {scope} config and {scope} is not installed{extra}: '
-                            f'{err}') from None
-        model_cfg = cfg.model.copy()
-        if isinstance(model_cfg.get('backbone'), dict):
-            model_cfg['backbone'] = dict(model_cfg['backbone'], init_cfg=None)
-        model = MODELS.build(model_cfg)
+        if isinstance(cfg.model.get('backbone'), dict):
+            cfg.model.backbone.init_cfg = None
+        model = build_model(cfg)
         _initialise(model, pretrained, backbone=getattr(model, 'backbone', None))
     return model.to(device).eval()
-
-
-def _import_toolbox(scope: str) -> None:
-    import importlib
-    importlib.import_module(f'{scope}.registry')
 
 
 def _initialise(model, pretrained: Optional[str], backbone) -> None:

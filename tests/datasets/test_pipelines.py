@@ -1,8 +1,9 @@
 """Every pipeline vitdense runs loads images with vitdense.LoadImage, so unusual files reach the model as
 3-channel 8-bit images (or stop with one line) through the configs users train and evaluate with, not only when
-the transform is called directly. Test pipelines name mmcv's LoadImageFromFile (mmdet's / mmseg's inferencers
-find the loader by that name to put their own in its place); vitdense's train / test tools, its inferencers
-and the transfer tooling swap in vitdense.LoadImage."""
+the transform is called directly. The configs say so themselves: training pipelines name vitdense.LoadImage, test
+pipelines name it as ``dict(type='LoadImageFromFile', _scope_='vitdense')`` (mmdet's / mmseg's inferencers find the
+file loader by that name to put their own in its place, which then reads files with vitdense's); no tool swaps
+loaders."""
 import json
 import os
 import shutil
@@ -15,25 +16,26 @@ from mmengine.registry import init_default_scope
 
 from tests.conftest import REPO
 from tests.test_configs import CONFIGS
-from vitdense.apis import leaf_datasets
-from vitdense.datasets import check_images_when_evaluating, read_image
+from vitdense.runtime.data_checks import leaf_datasets
+from vitdense.datasets import LoadImage, read_image
 from vitdense.datasets.transforms import ImageError
 
 
 @pytest.mark.parametrize('path', CONFIGS)
 def test_every_config_trains_on_images_loaded_by_vitdense(path):
+    from mmengine.registry import TRANSFORMS
     cfg = Config.fromfile(os.path.join(REPO, path))
     assert 'vitdense.datasets' in cfg.custom_imports.imports
+    # what switches weights_only checkpoint loading on wherever the config is read (tests/tools/test_openmmlab_tools)
+    assert 'vitdense.engine' in cfg.custom_imports.imports and not cfg.custom_imports.get('allow_failed_imports')
     found = list(leaf_datasets(cfg))
     assert len(found) >= 3
     for split, dataset in found:
-        want = 'vitdense.LoadImage' if split.startswith('train') else 'LoadImageFromFile'
-        assert dataset.pipeline[0]['type'] == want, f'{split}: {dataset.pipeline[0]}'
-    before = {split: [dict(step) for step in dataset.pipeline] for split, dataset in found}
-    assert check_images_when_evaluating(cfg) >= 1
-    for split, dataset in leaf_datasets(cfg):  # only the loader's type changes, its arguments stay
-        assert dataset.pipeline[0] == dict(before[split][0], type='vitdense.LoadImage'), split
-        assert [dict(step) for step in dataset.pipeline[1:]] == before[split][1:], split
+        want = dict(type='vitdense.LoadImage') if split.startswith('train') else \
+            dict(type='LoadImageFromFile', _scope_='vitdense')
+        loader = dict(dataset.pipeline[0])
+        assert {k: loader[k] for k in want if k in loader} == want, f'{split}: {loader}'
+        assert type(TRANSFORMS.build(loader)) is LoadImage, f'{split}: {loader}'
 
 
 MINI_COCO = os.path.join(REPO, 'configs', 'swin', 'mask-rcnn_swin-t-p4-w7_fpn_mini-coco.py')
@@ -82,24 +84,24 @@ def test_gray_rgba_and_16bit_files_train_through_the_mini_coco_config(tmp_path):
 
 
 def test_evaluation_reads_images_as_training_does(tmp_path):
-    """The mini COCO config's test dataset, as tools/test.py builds it: mmcv's loader would hand the 12-bit file
-    on nearly black (values 0-15); after check_images_when_evaluating it stops naming the file, and the 16-bit
+    """The mini COCO config's test dataset as the config builds it (tools/test.py, mmdet's tools, Runner.test):
+    the 12-bit file, which mmcv's loader hands on nearly black (values 0-15), stops naming the file, and the 16-bit
     gray file gives the 8-bit gray image."""
     from mmdet.registry import DATASETS
     root, names, originals = unusual_mini_coco(tmp_path)
     cfg = Config.fromfile(MINI_COCO)
     init_default_scope('mmdet')
+    config_loader = dict(cfg.test_dataloader.dataset.pipeline[0])
 
-    def test_dataset():
+    def test_dataset(loader):
         dataset_cfg = cfg.test_dataloader.dataset
         dataset_cfg.data_root = str(root) + '/'
-        dataset_cfg.pipeline = [dataset_cfg.pipeline[0], dict(type='PackDetInputs')]
+        dataset_cfg.pipeline = [loader, dict(type='PackDetInputs')]
         dataset = DATASETS.build(dataset_cfg)
         return dataset, {os.path.relpath(dataset.get_data_info(i)['img_path'], root): i for i in range(len(dataset))}
-    dataset, by_name = test_dataset()
+    dataset, by_name = test_dataset(dict(type='LoadImageFromFile'))
     assert int(dataset[by_name[names[2]]]['inputs'].max()) <= 15  # mmcv's loader: silently dark
-    check_images_when_evaluating(cfg)
-    dataset, by_name = test_dataset()
+    dataset, by_name = test_dataset(config_loader)
     with pytest.raises(ImageError, match=f'{root / names[2]} is a 16-bit image whose brightest value is'):
         dataset[by_name[names[2]]]
     gray = cv2.cvtColor(originals[names[0]], cv2.COLOR_BGR2GRAY)
@@ -125,3 +127,29 @@ def test_inferencer_and_transfer_images_are_read_as_in_training(tmp_path):
     assert tuple(load_images([jpeg], 32).shape) == (1, 3, 32, 32)
     with pytest.raises(ImageError, match=f'{root / names[2]} is a 16-bit image'):
         load_images([str(root / names[2])], 32)
+
+
+@pytest.mark.parametrize('config, module, name', [
+    (MINI_COCO, 'mmdet.apis', 'DetInferencer'),
+    (os.path.join(REPO, 'configs', 'convnext', 'upernet_convnext-t_mini-ade20k.py'), 'mmseg.apis', 'MMSegInferencer')])
+def test_mmdet_and_mmseg_inferencers_built_directly_read_files_with_vitdense_loader(config, module, name, tmp_path):
+    """The inferencers put their InferencerLoader where the config's test pipeline names 'LoadImageFromFile' (in
+    vitdense's scope): files go through vitdense.LoadImage (the 12-bit file stops naming it), arrays as they are."""
+    import importlib
+    from vitdense.datasets import InferencerLoader
+    root, names, originals = unusual_mini_coco(tmp_path)
+    inferencer = getattr(importlib.import_module(module), name)(model=config, device='cpu')
+    loaders = [t for t in inferencer.pipeline.transforms if hasattr(t, 'from_file')]
+    # mmdet's inferencer names its own InferencerLoader (built in vitdense's scope), mmseg's an unscoped one: vitdense's
+    own_loader = InferencerLoader if name == 'MMSegInferencer' else \
+        importlib.import_module('mmdet.datasets.transforms').InferencerLoader
+    assert len(loaders) == 1 and type(loaders[0]) is own_loader and type(loaders[0].from_file) is LoadImage
+    with pytest.raises(ImageError, match=f'{root / names[2]} is a 16-bit image whose brightest value is'):
+        inferencer(str(root / names[2]))
+    gray16 = str(root / names[0])
+    from_file = loaders[0](gray16)
+    gray = cv2.cvtColor(originals[names[0]], cv2.COLOR_BGR2GRAY)
+    assert np.array_equal(from_file['img'], np.repeat(gray[..., None], 3, 2))
+    from_array = loaders[0](from_file['img'])
+    assert np.array_equal(from_array['img'], from_file['img']) and from_array['img_path'] is None
+    assert from_array['img_shape'] == from_array['ori_shape'] == gray.shape[:2]

@@ -10,7 +10,7 @@ import pytest
 import vitdense.engine.device as device_check
 from tests.conftest import REPO
 from tests.test_bad_input import run_tool
-from vitdense.apis import UserError
+from vitdense.errors import UserError
 
 EXPECTED = ("error: the model runs on cuda but mmcv 2.1.0's ops were compiled without CUDA (RoIAlign, nms and "
             "deformable attention would fail inside mmcv); rebuild them with: VITDENSE_CUDA=1 bash tools/install.sh")

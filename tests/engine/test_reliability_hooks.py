@@ -17,7 +17,7 @@ from mmengine.runner import Runner
 from mmengine.structures import PixelData
 from torch.utils.data import Dataset
 
-from vitdense.apis import describe_error
+from vitdense.runtime.errors import describe_error
 from vitdense.engine.hooks import (AtomicCheckpointHook, DataError, FiniteLossHook, LossNotFiniteError,
                                    RandomStateHook, SafeCheckpointHook, SegLabelCheckHook, get_rng_state,
                                    set_rng_state)

@@ -46,7 +46,7 @@ def test_in1k_config_builds_and_classifies(path):
 
 def test_mini_classification_trains_evaluates_and_tests_from_imagenet_weights(tmp_path):
     from mmengine.runner import Runner
-    from vitdense.apis import load_config
+    from vitdense.runtime.config import load_config
     from vitdense.transfer import make_coco_crops_dataset
     mini = os.path.join(REPO, 'data', 'mini', 'coco_val2017_mini')
     crops = str(tmp_path / 'crops')  # what tools/make_coco_crops.py writes to data/mini/coco_crops_mini

@@ -10,8 +10,8 @@ import torch.nn as nn
 
 from tests.conftest import REPO
 from tests.test_bad_input import run_tool
-from vitdense.analysis import Speed
-from vitdense.apis import UserError
+from vitdense.analysis.speed import Speed
+from vitdense.errors import UserError
 
 SCRIPT = os.path.join(REPO, 'tools/check_gpu.py')
 check_gpu = runpy.run_path(SCRIPT)

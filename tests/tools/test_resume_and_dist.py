@@ -27,7 +27,8 @@ import numpy as np
 import torch
 
 from tests.conftest import REPO
-from vitdense.apis import find_resume_checkpoint, load_config
+from vitdense.runtime.config import load_config
+from vitdense.runtime.resume import find_resume_checkpoint
 
 TRAIN = os.path.join(REPO, 'tools/train.py')
 DIST_TRAIN = os.path.join(REPO, 'tools/dist_train.sh')

@@ -28,6 +28,8 @@ import torch
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
+from vitdense.engine.wrappers import unwrap_model
+
 
 @HOOKS.register_module()
 class RunnerProbe(Hook):
@@ -38,7 +40,7 @@ class RunnerProbe(Hook):
                          wrapper=type(runner.model).__name__, world_size=runner.world_size)
 
     def after_train(self, runner):
-        model = runner.model.module if hasattr(runner.model, 'module') else runner.model
+        model = unwrap_model(runner.model)
         digest = hashlib.sha256()
         for name, tensor in sorted(model.state_dict().items()):
             digest.update(name.encode() + tensor.detach().float().contiguous().numpy().tobytes())
@@ -115,7 +117,8 @@ def test_flexible_runner_fsdp_strategy_over_two_gloo_processes(tmp_path):
 
 
 def test_fsdp_settings_vitdense_cannot_use_are_one_line(tmp_path):
-    from vitdense.apis import UserError, check_sharding_strategy
+    from vitdense.errors import UserError
+    from vitdense.runtime.launch import check_sharding_strategy
     cfg = Config.fromfile(tiny_config('seg', tmp_path / 'tiny.py'))  # ConvNeXt: layer decay
     cfg.merge_from_dict(dict(runner_type='FlexibleRunner', strategy=dict(type='FSDPStrategy')))
     with pytest.raises(UserError, match=r"^FSDPStrategy with state_dict_cfg='local' saves a folder of shards"):

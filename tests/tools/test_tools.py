@@ -15,7 +15,8 @@ import pytest
 import torch
 from PIL import Image
 
-from vitdense.apis import UserError, load_config
+from vitdense.errors import UserError
+from vitdense.runtime.config import load_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOOLS = ['get_flops', 'model_zoo', 'benchmark', 'demo', 'browse_dataset', 'analyze_logs']
@@ -116,7 +117,7 @@ def test_benchmark_prints_the_measured_ratio(capsys):
 
 def _runner_checkpoint(config, path, with_meta=True):
     """What tools/train.py writes (state_dict + meta.dataset_meta), from a freshly initialised model."""
-    from vitdense.analysis import build_model
+    from vitdense.runtime.config import build_model
     from vitdense.inference import dataset_meta_from_config
     cfg = load_config(config)
     torch.manual_seed(0)

@@ -7,7 +7,7 @@ import torch
 from mmengine.runner import Runner
 
 from tests.conftest import REPO
-from vitdense.apis import load_config
+from vitdense.runtime.config import load_config
 
 DET = os.path.join(REPO, 'configs/swin/mask-rcnn_swin-t-p4-w7_fpn_mini-coco.py')
 CASCADE = os.path.join(REPO, 'configs/swin/cascade-mask-rcnn_swin-t-p4-w7_fpn_mini-coco.py')

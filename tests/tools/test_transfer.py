@@ -13,6 +13,7 @@ from mmengine.config import Config
 
 from tests.conftest import REPO
 from vitdense import transfer
+from vitdense.runtime.config import build_model, load_config
 
 MINI = os.path.join(REPO, 'data', 'mini', 'coco_val2017_mini')
 EFFNET_CLS = os.path.join(REPO, 'configs', 'timm', 'tf-efficientnet-lite0_mini-coco-crops.py')
@@ -90,7 +91,7 @@ def test_candidate_backbone_fits_another_dense_config():
     bb = transfer.backbone_cfg(Config.fromfile(EFFNET_CLS), EFFNET_LITE0)
     fitted = transfer.dense_backbone_cfg(bb, dense.model.backbone.to_dict())
     assert 'out_indices' not in fitted  # another type: its own stride 4..32 default
-    channels = transfer.output_channels(transfer.build_backbone({**fitted, 'init_cfg': None}))
+    channels = transfer.output_channels(build_model({**fitted, 'init_cfg': None}))
     assert channels == [24, 40, 112, 320]
     cfg = transfer.fit_dense_config(dense, fitted, channels, (127.5,) * 3, (127.5,) * 3)
     assert cfg.model.decode_head.in_channels == [24, 40, 112, 320] and cfg.model.auxiliary_head.in_channels == 112
@@ -118,7 +119,7 @@ def test_swin_probes_compute_the_timm_checkpoint_at_224_and_dense_fine_tunes_kee
         last = ref.forward_intermediates(x, intermediates_only=True)[-1].permute(0, 2, 3, 1)
         expected = F.layer_norm(last, last.shape[-1:]).mean(dim=(1, 2))
     for name in ('swin-t-p4-w7_in1k.py', 'mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py'):
-        bb = transfer.backbone_cfg(transfer.load_model_config(os.path.join(REPO, 'configs', 'swin', name)), str(path))
+        bb = transfer.backbone_cfg(load_config(os.path.join(REPO, 'configs', 'swin', name)), str(path))
         backbone, notes = transfer.probe_backbone(bb, str(path))
         assert backbone.always_shift is False and notes[0].startswith('loaded ')
         assert rel_err(transfer.extract_features(backbone, images, mean, std), expected) <= 1e-5, name
@@ -127,7 +128,7 @@ def test_swin_probes_compute_the_timm_checkpoint_at_224_and_dense_fine_tunes_kee
                                    str(path))
     assert cls_bb['always_shift'] is False
     fitted = transfer.dense_backbone_cfg(cls_bb, dense.model.backbone.to_dict())
-    assert transfer.build_backbone({**fitted, 'init_cfg': None}).always_shift is True
+    assert build_model({**fitted, 'init_cfg': None}).always_shift is True
     assert fitted['out_indices'] == (0, 1, 2, 3)
     assert transfer.probe_backbone_cfg({'type': 'vitdense.ConvNeXt', 'arch': 'tiny'}) == {
         'type': 'vitdense.ConvNeXt', 'arch': 'tiny'}

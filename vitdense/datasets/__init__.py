@@ -1,5 +1,4 @@
 """Data loading pieces vitdense adds to mmdet / mmseg pipelines."""
-from .transforms import (TRANSFORMS, LoadImage, check_images_when_evaluating, check_inferencer_images,
-                         read_image)
+from .transforms import TRANSFORMS, InferencerLoader, LoadImage, read_image
 
-__all__ = ['TRANSFORMS', 'LoadImage', 'check_images_when_evaluating', 'check_inferencer_images', 'read_image']
+__all__ = ['TRANSFORMS', 'InferencerLoader', 'LoadImage', 'read_image']

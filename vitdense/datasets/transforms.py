@@ -14,19 +14,18 @@ empty (0 bytes)               OpenCV assertion, no file name              one-li
 ============================  ==========================================  =====================================
 
 8-bit files are decoded exactly as mmcv does (the same pixels, EXIF orientation applied); 16-bit PNG and TIFF
-files are decoded unchanged and converted here. vitdense's training pipelines use it in place of
-``LoadImageFromFile`` (same arguments): ``dict(type='vitdense.LoadImage')``. Test pipelines name mmcv's loader,
-because mmdet's / mmseg's inferencers find it by that name to put their own (which also takes arrays) in its
-place; vitdense's tools read those images with this loader all the same: ``tools/train.py``, ``tools/test.py``
-and ``tools/browse_dataset.py`` swap it into the validation / test pipelines (:func:`check_images_when_evaluating`),
-:func:`vitdense.inference.build_inferencer` into the inferencer's file loader (:func:`check_inferencer_images`).
-Only mmdet's / mmseg's inferencers built directly keep mmcv's loader.
+files are decoded unchanged and converted here. Every pipeline of vitdense's configs names it, with the same
+arguments as mmcv's loader: training pipelines as ``dict(type='vitdense.LoadImage')``, test pipelines as
+``dict(type='LoadImageFromFile', _scope_='vitdense')``, its name in vitdense's scope, because mmdet's and mmseg's
+inferencers find the file loader of a test pipeline by that name to put their ``InferencerLoader`` (files and
+arrays) in its place; built in vitdense's scope, that loader reads files with this one too. No tool swaps loaders:
+the config on disk is what runs, in vitdense's tools, mmdet's / mmseg's tools and their inferencers.
 """
-from typing import Optional, Sequence
+from typing import Optional
 
 import mmcv
 import numpy as np
-from mmcv.transforms import LoadImageFromFile
+from mmcv.transforms import BaseTransform, LoadImageFromFile
 from mmengine import fileio
 from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
 from mmengine.registry import Registry
@@ -35,8 +34,6 @@ from vitdense.errors import ImageError
 
 TRANSFORMS = Registry('transform', parent=MMENGINE_TRANSFORMS, scope='vitdense', locations=['vitdense.datasets'])
 
-# the names under which configs ask for mmcv's loader
-MMCV_LOADER = ('LoadImageFromFile', 'mmcv.LoadImageFromFile')
 # a 16-bit image whose brightest value is below this uses at most 12 bits: as 8 bits it would be 0..15
 MIN_16BIT_PEAK = 4096
 
@@ -69,33 +66,32 @@ class LoadImage(LoadImageFromFile):
         return results
 
 
-def check_images_when_evaluating(cfg, loaders: Sequence[str] = ('val_dataloader', 'test_dataloader')) -> int:
-    """Read the images of these loaders' datasets with :class:`LoadImage` instead of mmcv's loader (same
-    arguments), so evaluation sees images as training does; returns how many pipelines changed."""
-    from vitdense.apis import leaf_datasets
-    changed = 0
-    for loader, dataset in leaf_datasets(cfg):
-        if loader not in loaders:
-            continue
-        for step in dataset.get('pipeline') or ():
-            if step.get('type') in MMCV_LOADER:
-                step['type'] = 'vitdense.LoadImage'
-                changed += 1
-    return changed
+# mmdet's and mmseg's inferencers find the file loader of a test pipeline by the name 'LoadImageFromFile' and build
+# their InferencerLoader in its place: in vitdense's scope that name is this loader, so a test pipeline step
+# dict(type='LoadImageFromFile', _scope_='vitdense') is vitdense's loader for datasets and inferencers alike
+TRANSFORMS.register_module(name='LoadImageFromFile', module=LoadImage)
 
 
-def check_inferencer_images(inferencer) -> int:
-    """Put :class:`LoadImage` (same settings) in place of the mmcv file loader inside the ``InferencerLoader``
-    of an mmdet / mmseg inferencer's pipeline; returns how many loaders changed."""
-    changed = 0
-    for transform in getattr(inferencer.pipeline, 'transforms', ()):
-        loader = getattr(transform, 'from_file', None)
-        if type(loader) is LoadImageFromFile and loader.file_client_args is None:
-            transform.from_file = LoadImage(to_float32=loader.to_float32, color_type=loader.color_type,
-                                            imdecode_backend=loader.imdecode_backend,
-                                            ignore_empty=loader.ignore_empty, backend_args=loader.backend_args)
-            changed += 1
-    return changed
+@TRANSFORMS.register_module()
+class InferencerLoader(BaseTransform):
+    """What mmseg's inferencer puts in place of the test pipeline's file loader (``type='InferencerLoader'``, built
+    in vitdense's scope): a file path through :class:`LoadImage`, an image array (H x W x 3 BGR) as it is, as
+    mmdet's / mmseg's ``InferencerLoader`` take them. mmdet's inferencer names its own (``mmdet.InferencerLoader``),
+    which builds its file loader in vitdense's scope and so gets :class:`LoadImage` too."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__()
+        self.from_file = LoadImage(**kwargs)
+
+    def transform(self, results) -> dict:
+        if isinstance(results, str):
+            results = dict(img_path=results)
+        elif isinstance(results, np.ndarray):
+            results = dict(img=results)
+        if 'img' not in results:
+            return self.from_file(results)
+        img = results['img'].astype(np.float32) if self.from_file.to_float32 else results['img']
+        return dict(results, img=img, img_path=None, img_shape=img.shape[:2], ori_shape=img.shape[:2])
 
 
 def read_image(path: str) -> np.ndarray:

@@ -30,6 +30,7 @@ from mmengine.logging import HistoryBuffer
 
 from vitdense.errors import DataError, LossNotFiniteError
 from vitdense.registry import HOOKS
+from .wrappers import unwrap_model
 
 _BUFFER_TAG = '__history_buffer__'
 
@@ -281,7 +282,7 @@ class SegLabelCheckHook(Hook):
         samples = (data_batch or {}).get('data_samples') if isinstance(data_batch, dict) else None
         if not samples or not hasattr(samples[0], 'gt_sem_seg'):
             return
-        model = runner.model.module if hasattr(runner.model, 'module') else runner.model
+        model = unwrap_model(runner.model)
         head = getattr(model, 'decode_head', None)
         num_classes = getattr(head, 'num_classes', None)
         if num_classes is None:

@@ -5,6 +5,7 @@ import torch.nn as nn
 from mmengine.logging import print_log
 from mmengine.optim import DefaultOptimWrapperConstructor
 
+from vitdense.errors import ConfigError
 from vitdense.registry import OPTIM_WRAPPER_CONSTRUCTORS
 
 NO_DECAY_KEYS = ('pos_embed', 'cls_token', 'reg_token', 'relative_position_bias_table', 'absolute_pos_embed',
@@ -32,8 +33,8 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         no_decay_keys = tuple(cfg.get('no_decay_keys', NO_DECAY_KEYS))
         backbone = getattr(module, 'backbone', module)
         if not hasattr(backbone, 'get_layer_depth'):
-            raise TypeError(f'{type(backbone).__name__} has no get_layer_depth(); layer decay needs a vitdense '
-                            'backbone (or one that implements get_layer_depth(name, mode))')
+            raise ConfigError(f'{type(backbone).__name__} has no get_layer_depth(); layer decay needs a vitdense '
+                              'backbone (or one that implements get_layer_depth(name, mode))')
         prefix = 'backbone.' if backbone is not module else ''
         _, num_depths = backbone.get_layer_depth('', mode)
         groups = {}

@@ -11,7 +11,7 @@ train_pipeline = [
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='PackInputs')]
 test_pipeline = [
-    dict(type='LoadImageFromFile'),  # the name the inferencers replace
+    dict(type='LoadImageFromFile', _scope_='vitdense'),  # vitdense.LoadImage, as inferencers name it
     dict(type='ResizeEdge', scale=96, edge='short', backend='pillow', interpolation='bicubic'),
     dict(type='CenterCrop', crop_size=96),
     dict(type='PackInputs')]

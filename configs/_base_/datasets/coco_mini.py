@@ -9,7 +9,7 @@ train_pipeline = [
     dict(type='Resize', scale=img_scale, keep_ratio=True),
     dict(type='PackDetInputs')]
 test_pipeline = [
-    dict(type='LoadImageFromFile'),  # the name the inferencers replace
+    dict(type='LoadImageFromFile', _scope_='vitdense'),  # vitdense.LoadImage, as inferencers name it
     dict(type='Resize', scale=img_scale, keep_ratio=True),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor'))]

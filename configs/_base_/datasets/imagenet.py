@@ -15,7 +15,7 @@ train_pipeline = [
          fill_color=bgr_mean, fill_std=bgr_std),
     dict(type='PackInputs')]
 test_pipeline = [
-    dict(type='LoadImageFromFile'),  # the name the inferencers replace
+    dict(type='LoadImageFromFile', _scope_='vitdense'),  # vitdense.LoadImage, as inferencers name it
     dict(type='ResizeEdge', scale=256, edge='short', backend='pillow', interpolation='bicubic'),
     dict(type='CenterCrop', crop_size=224),
     dict(type='PackInputs')]

@@ -21,4 +21,9 @@ train_pipeline = [
     dict(type='PhotoMetricDistortion'),
     dict(type='PackSegInputs')]
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
+# evaluation reads images as training does: mmseg's test pipeline after its loader, with vitdense.LoadImage
+# under the name mmdet's / mmseg's inferencers look for (see vitdense/datasets/transforms.py)
+test_pipeline = [dict(type='LoadImageFromFile', _scope_='vitdense', backend_args=None), *_base_.test_pipeline[1:]]
+val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+test_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 model = dict(backbone=dict(_delete_=True))

@@ -393,7 +393,7 @@ def test_classifier_computes_the_official_logits(tmp_path):
 
 def test_official_weights_into_the_gelu_variant_are_refused(tmp_path):
     """leff_final_act=True is not the network coeusguo/ceit weights compute: one line naming the option."""
-    from vitdense.apis import describe_error
+    from vitdense.runtime.errors import describe_error
     from vitdense.checkpoint import CheckpointError
     path = str(tmp_path / 'ceit_tiny_patch16_224.pth')
     torch.save({'model': coeusguo_state_dict(depth=4)}, path)

@@ -12,7 +12,7 @@ from timm.layers import resample_abs_pos_embed_nhwc
 from timm.models.vision_transformer_sam import VisionTransformerSAM
 
 from tests.conftest import REPO, randomize, rel_err
-from vitdense.apis import describe_error
+from vitdense.runtime.errors import describe_error
 from vitdense.checkpoint import CheckpointError, load_pretrained
 from vitdense.models.backbones import VisionTransformer
 from vitdense.models.backbones.vit import RelPosAttention, windowed_attention

@@ -1,4 +1,4 @@
-"""Model complexity and speed: parameters, FLOPs, throughput, peak memory, and the published figures.
+"""Parameters and FLOPs of a config's model or backbone, counted on the meta device.
 
 FLOPs convention. As in the Swin / ConvNeXt papers, fvcore and mmengine.analysis (mmcv's counter before it),
 one multiply-accumulate counts as one FLOP ("Swin-T: 4.5 GFLOPs at 224" is 4.5 G multiply-adds). Every number
@@ -31,76 +31,25 @@ Detectors are counted like mmdet's ``get_flops``: ``model._forward`` (backbone, 
 on the proposals); segmentors like mmseg's: ``model._forward`` (backbone and decode head, whole image; the
 training-only auxiliary head is not run); classifiers (mmpretrain) backbone, neck and head.
 """
-import argparse
 import contextlib
-import ctypes
-import gc
 import importlib
 import inspect
 import math
-import os
-import statistics
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from vitdense.errors import UserError
+from vitdense.runtime.config import build_model
 
 aten = torch.ops.aten
 
 # Input sizes the papers report FLOPs at (H, W): COCO detection at 1280x800, ADE20K UperNet at 512x2048,
 # ImageNet classification at 224x224.
 STANDARD_SHAPES = {'mmdet': (800, 1280), 'mmseg': (512, 2048), 'mmpretrain': (224, 224)}
-
-
-@dataclass(frozen=True)
-class Published:
-    params_m: float
-    gflops: Optional[float]
-    source: str
-
-
-_SWIN = 'Swin paper (arXiv 2103.14030) / microsoft/Swin-Transformer-{Object-Detection,Semantic-Segmentation}'
-_CONVNEXT = 'ConvNeXt paper (arXiv 2201.03545) / facebookresearch/ConvNeXt'
-_VIT_ADAPTER = 'ViT-Adapter paper (arXiv 2205.08534) / czczup/ViT-Adapter'
-# The published params (M) and FLOPs (G, multiply-adds; detection at 1280x800, UperNet at 512x2048,
-# classification at 224x224), keyed by config name. Only figures the authors published for that model and
-# schedule; other families add theirs here.
-PUBLISHED: Dict[str, Published] = {
-    'mask-rcnn_swin-t-p4-w7_fpn_1x_coco': Published(48, 267, _SWIN),
-    'mask-rcnn_swin-t-p4-w7_fpn_ms-crop-3x_coco': Published(48, 267, _SWIN),
-    'mask-rcnn_swin-s-p4-w7_fpn_ms-crop-3x_coco': Published(69, 359, _SWIN),
-    'mask-rcnn_convnext-t-p4-w7_fpn_ms-crop-3x_coco': Published(48, 262, _CONVNEXT),
-    'cascade-mask-rcnn_swin-t-p4-w7_fpn_1x_coco': Published(86, 745, _SWIN),
-    'cascade-mask-rcnn_swin-t-p4-w7_fpn_ms-crop-3x_coco': Published(86, 745, _SWIN),
-    'cascade-mask-rcnn_swin-s-p4-w7_fpn_ms-crop-3x_coco': Published(107, 838, _SWIN),
-    'cascade-mask-rcnn_swin-b-p4-w7_fpn_ms-crop-3x_coco': Published(145, 982, _SWIN),
-    'cascade-mask-rcnn_convnext-t-p4-w7_fpn_ms-crop-3x_coco': Published(86, 741, _CONVNEXT),
-    'cascade-mask-rcnn_convnext-s-p4-w7_fpn_ms-crop-3x_coco': Published(108, 827, _CONVNEXT),
-    'cascade-mask-rcnn_convnext-b-p4-w7_fpn_ms-crop-3x_coco': Published(146, 964, _CONVNEXT),
-    'upernet_swin-t-p4-w7_4xb4-160k_ade20k-512x512': Published(60, 945, _SWIN),
-    'upernet_swin-s-p4-w7_4xb4-160k_ade20k-512x512': Published(81, 1038, _SWIN),
-    'upernet_swin-b-p4-w7_4xb4-160k_ade20k-512x512': Published(121, 1188, _SWIN),
-    'upernet_convnext-t_4xb4-160k_ade20k-512x512': Published(60, 939, _CONVNEXT),
-    'upernet_convnext-s_4xb4-160k_ade20k-512x512': Published(82, 1027, _CONVNEXT),
-    'upernet_convnext-b_4xb4-160k_ade20k-512x512': Published(122, 1170, _CONVNEXT),
-    'mask-rcnn_vit-adapter-s_fpn_1x_coco': Published(48, None, _VIT_ADAPTER),
-    'mask-rcnn_vit-adapter-s_fpn_ms-crop-3x_coco': Published(48, None, _VIT_ADAPTER),
-    'mask-rcnn_vit-adapter-b_fpn_1x_coco': Published(120, None, _VIT_ADAPTER),
-    'mask-rcnn_vit-adapter-b_fpn_ms-crop-3x_coco': Published(120, None, _VIT_ADAPTER),
-    'mask-rcnn_vit-adapter-dinov2-s-p14_fpn_ms-crop-3x_coco': Published(48, None, _VIT_ADAPTER),
-    'mask-rcnn_vit-adapter-dinov2-b-p14_fpn_ms-crop-3x_coco': Published(120, None, _VIT_ADAPTER),
-    'cascade-mask-rcnn_vit-adapter-s_fpn_ms-crop-3x_coco': Published(86, None, _VIT_ADAPTER),
-    'cascade-mask-rcnn_vit-adapter-b_fpn_ms-crop-3x_coco': Published(158, None, _VIT_ADAPTER),
-    'upernet_vit-adapter-s_4xb4-160k_ade20k-512x512': Published(58, None, _VIT_ADAPTER),
-    'upernet_vit-adapter-b_4xb4-160k_ade20k-512x512': Published(134, None, _VIT_ADAPTER),
-    'swin-t-p4-w7_in1k': Published(28, 4.5, _SWIN),  # ImageNet-1k classifiers at 224x224
-    'convnext-t_in1k': Published(28, 4.5, _CONVNEXT),
-}
 
 
 # ---- FLOP formulas for the ops torch's counter does not know (torch convention: 2 per multiply-add) ----
@@ -242,59 +191,6 @@ class FlopCounter:
         """(module path, FLOPs) for the modules at most ``depth`` levels below the root that ran (as modules:
         a child whose ``forward`` is called directly, e.g. mmdet's ``roi_head.forward``, is not listed)."""
         return [(name, n) for name, n in self.by_module.items() if name.count('.') <= depth and n]
-
-
-# ---- building models from configs --------------------------------------------------------------------
-def scope_registry(scope: str):
-    """The MODELS registry of an OpenMMLab scope ('mmdet' / 'mmseg'), with that scope made the default."""
-    from mmengine.registry import init_default_scope
-    init_default_scope(scope)
-    return importlib.import_module(f'{scope}.registry').MODELS
-
-
-class _LargeTensorsOnMeta(torch.overrides.TorchFunctionMode):
-    """Allocate tensors of ``min_numel`` or more elements (weights) on the meta device, the rest on the CPU.
-
-    Weights then cost no memory and no init time (initialisers are no-ops on meta), while the small tensors
-    constructors read values from (drop-path ``linspace(...).tolist()``, index tables) stay real.
-    """
-    FACTORIES = {torch.empty, torch.zeros, torch.ones, torch.full, torch.rand, torch.randn, torch.empty_strided}
-
-    def __init__(self, min_numel: int = 4096):
-        super().__init__()
-        self.min_numel = min_numel
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if func in self.FACTORIES and kwargs.get('device') is None and args:
-            size = args[0] if isinstance(args[0], (tuple, list, torch.Size)) else args
-            if all(isinstance(n, int) for n in size) and math.prod(size) >= self.min_numel:
-                kwargs['device'] = 'meta'
-        return func(*args, **kwargs)
-
-
-def build_model(cfg, backbone_only: bool = False, weights_on_meta: bool = False) -> nn.Module:
-    """The config's model (or its backbone alone), in eval mode, randomly initialised on the CPU.
-
-    Pretrained weights named in ``init_cfg`` are not loaded (``init_weights`` is not called), so no
-    checkpoint file is needed. ``weights_on_meta``: large tensors go to the meta device
-    (:class:`_LargeTensorsOnMeta`) -- enough to count parameters and FLOPs, several times faster to build,
-    but the model cannot run on real data. (Building wholly on meta is not an option: constructors read
-    tensor values.) Falls back to a plain CPU build if a constructor cannot cope with meta weights.
-    """
-    models = scope_registry(cfg.default_scope)
-    model_cfg = cfg.model.backbone if backbone_only else cfg.model
-    model = None
-    if weights_on_meta:
-        try:
-            with _LargeTensorsOnMeta():
-                model = models.build(model_cfg)
-        except Exception:  # a constructor mixing values and weights: build for real
-            model = None
-    if model is None:
-        model = models.build(model_cfg)
-    model.eval()  # (not chained: some train() overrides return None)
-    return model
 
 
 def count_params(model: nn.Module) -> int:
@@ -519,255 +415,3 @@ def is_model_config(cfg) -> bool:
     """Configs with a buildable model (leaves), as opposed to partial bases."""
     model = cfg.get('model')
     return isinstance(model, dict) and 'type' in model and cfg.get('default_scope') in STANDARD_SHAPES
-
-
-# ---- speed and memory -------------------------------------------------------------------------------
-# Reference implementations to benchmark a vitdense backbone against, keyed by its registered vitdense name and
-# found by class identity (a subclass, or another library's class of the same name, is another network). Each
-# builder takes the vitdense backbone and returns an nn.Module with the same architecture, taking NCHW images and
-# returning a sequence of NCHW maps (so it can also stand in for the backbone inside a full model).
-REFERENCE_BACKBONES: Dict[str, Tuple[str, Callable[[nn.Module], nn.Module]]] = {}
-
-
-def register_reference(registered_name: str, description: str):
-    def wrap(builder):
-        REFERENCE_BACKBONES[registered_name] = (description, builder)
-        return builder
-    return wrap
-
-
-def reference_backbone(backbone: nn.Module) -> Tuple[str, nn.Module]:
-    """(description, module) of the reference implementation for ``backbone``; one-line error if none."""
-    import vitdense.models  # noqa: F401  (registers the backbones)
-    from vitdense.registry import MODELS
-    entry = next((entry for name, entry in REFERENCE_BACKBONES.items()
-                  if MODELS.module_dict.get(name) is type(backbone)), None)
-    if entry is None:
-        raise ValueError(f'no reference implementation registered for {type(backbone).__name__}; known: '
-                         f'{sorted(REFERENCE_BACKBONES)} (add one with vitdense.analysis.register_reference)')
-    description, builder = entry
-    reference = builder(backbone)
-    reference.eval()  # (some train() overrides, e.g. mmdet's Swin, return None)
-    return description, reference
-
-
-@register_reference('SwinTransformer', "mmdet's SwinTransformer")
-def _mmdet_swin(backbone):
-    from mmdet.models.backbones import SwinTransformer
-    fc1 = backbone.layers[0].blocks[0].mlp.fc1
-    ratio = fc1.out_features / fc1.in_features
-    return SwinTransformer(
-        embed_dims=backbone.num_features[0], depths=backbone.depths,
-        num_heads=[stage.blocks[0].attn.num_heads for stage in backbone.layers],
-        window_size=backbone.window_size, patch_size=backbone.patch_embed.patch_size[0],
-        mlp_ratio=int(ratio) if ratio.is_integer() else ratio, drop_path_rate=0.0,
-        out_indices=backbone.out_indices)
-
-
-class _TimmFeatures(nn.Module):
-    """timm ``features_only`` model returning a tuple (heads index the outputs)."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x):
-        return tuple(self.model(x))
-
-
-@register_reference('ConvNeXt', "timm's ConvNeXt (features_only)")
-def _timm_convnext(backbone):
-    import timm
-    return _TimmFeatures(timm.create_model(
-        'convnext_tiny', pretrained=False, features_only=True, out_indices=backbone.out_indices,
-        depths=backbone.depths, dims=tuple(backbone.num_features), in_chans=backbone.in_channels))
-
-
-def _rss_kb(field_name: str) -> Optional[int]:
-    try:
-        with open('/proc/self/status') as f:
-            for line in f:
-                if line.startswith(field_name + ':'):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def _release_cpu_memory() -> None:
-    gc.collect()
-    try:  # hand freed heap pages back, so the next measurement's baseline is not inflated
-        ctypes.CDLL('libc.so.6').malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
-class PeakMemory:
-    """Peak memory a block of code adds, in bytes (``.peak``).
-
-    CUDA: ``torch.cuda.max_memory_allocated`` minus what was allocated before. CPU: the process's peak
-    resident set (VmHWM, reset through /proc/self/clear_refs) minus its resident set before; where the peak
-    cannot be reset, ``resource``'s lifetime peak is used, which hides peaks below an earlier one.
-    """
-
-    def __init__(self, device: torch.device):
-        self.device = torch.device(device)
-        self.peak = 0
-        self.method = ''
-
-    def __enter__(self):
-        if self.device.type == 'cuda':
-            torch.cuda.synchronize(self.device)
-            torch.cuda.reset_peak_memory_stats(self.device)
-            self._base = torch.cuda.memory_allocated(self.device)
-            self.method = 'cuda max_memory_allocated'
-            return self
-        _release_cpu_memory()
-        try:
-            with open('/proc/self/clear_refs', 'w') as f:
-                f.write('5')  # reset VmHWM to the current RSS
-            self.method = 'peak RSS (VmHWM)'
-        except OSError:
-            self.method = 'lifetime peak RSS (ru_maxrss)'
-        self._base = (_rss_kb('VmRSS') or 0) * 1024
-        return self
-
-    def __exit__(self, *exc):
-        if self.device.type == 'cuda':
-            torch.cuda.synchronize(self.device)
-            self.peak = torch.cuda.max_memory_allocated(self.device) - self._base
-        else:
-            peak_kb = _rss_kb('VmHWM') if self.method.startswith('peak RSS') else None
-            if peak_kb is None:
-                import resource
-                peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            self.peak = max(0, peak_kb * 1024 - self._base)
-        return False
-
-
-@dataclass
-class Speed:
-    name: str
-    images_per_s: float
-    median_s: float
-    times: List[float]
-    peak_mem: int
-    mem_method: str
-
-
-def benchmark(runners: Dict[str, Callable[[], object]], batch: int, device, warmup: int = 2,
-              repeats: int = 5, progress: bool = True) -> Dict[str, Speed]:
-    """Time and measure several forward functions on the same input, fairly.
-
-    Each runner gets ``warmup`` untimed calls, then one call under :class:`PeakMemory`; the ``repeats``
-    timed calls are interleaved across runners (a, b, a, b, ...) so a change in machine load affects all
-    of them alike. Throughput is ``batch`` / median time.
-    """
-    device = torch.device(device)
-    bar = progress_bar(total=len(runners) * (warmup + 1 + repeats), desc='benchmark', enabled=progress)
-    peaks = {}
-    with torch.no_grad():
-        for name, run in runners.items():
-            for _ in range(warmup):
-                run()
-                bar.update()
-            with PeakMemory(device) as mem:
-                run()
-                synchronize(device)
-            bar.update()
-            peaks[name] = mem
-        times = {name: [] for name in runners}
-        for _ in range(repeats):
-            for name, run in runners.items():
-                synchronize(device)
-                start = time.perf_counter()
-                run()
-                synchronize(device)
-                times[name].append(time.perf_counter() - start)
-                bar.update()
-    bar.close()
-    out = {}
-    for name in runners:
-        median = statistics.median(times[name])
-        out[name] = Speed(name, batch / median, median, times[name], peaks[name].peak, peaks[name].method)
-    return out
-
-
-def progress_bar(total: int, desc: str, enabled: bool = True):
-    """A tqdm bar on stderr (stdout stays clean for tables), or a no-op."""
-    from tqdm import tqdm
-    return tqdm(total=total, desc=desc, disable=not enabled, leave=False, dynamic_ncols=True)
-
-
-def set_threads(num: Optional[int]) -> None:
-    if num:
-        torch.set_num_threads(num)
-        os.environ['OMP_NUM_THREADS'] = str(num)
-
-
-def percent_diff(value: float, reference: Optional[float]) -> str:
-    if not reference:
-        return ''
-    return f'{100.0 * (value - reference) / reference:+.1f}%'
-
-
-def config_name(path: str) -> str:
-    return os.path.splitext(os.path.basename(path))[0]
-
-
-def published_for(path: str) -> Optional[Published]:
-    return PUBLISHED.get(config_name(path))
-
-
-def iter_configs(root: str, include_mini: bool = False, patterns: Optional[Sequence[str]] = None) -> List[str]:
-    """Config files under ``root`` (``_base_`` skipped), sorted; mini configs only if asked; with
-    ``patterns``, only paths containing one of them."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d != '_base_')
-        for name in sorted(filenames):
-            if not name.endswith('.py'):
-                continue
-            if not include_mini and '_mini' in name:
-                continue
-            path = os.path.join(dirpath, name)
-            if patterns and not any(p in path for p in patterns):
-                continue
-            found.append(path)
-    return found
-
-
-def parse_size(text: str) -> Tuple[int, int]:
-    """argparse ``type`` for an ``HxW`` input size such as ``800x1216``."""
-    try:
-        h, w = (int(v) for v in text.lower().split('x'))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size '{text}' is not HxW, e.g. 800x1216") from None
-    return h, w
-
-
-def synchronize(device) -> None:
-    """Wait for the device's queued work (a no-op off CUDA), so a timer around it measures the work."""
-    device = torch.device(device)
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
-
-
-def timed_call(fn: Callable, x: torch.Tensor) -> Tuple[float, float]:
-    """(wall seconds, process CPU seconds) of ``fn(x)``; on a GPU, synchronised before and after."""
-    synchronize(x.device)
-    wall, cpu = time.perf_counter(), time.process_time()
-    fn(x)
-    synchronize(x.device)
-    return time.perf_counter() - wall, time.process_time() - cpu
-
-
-def parse_shape(values: Optional[Sequence[int]]) -> Optional[Tuple[int, int]]:
-    """``--shape S`` (square) or ``--shape H W``."""
-    if not values:
-        return None
-    if len(values) == 1:
-        return int(values[0]), int(values[0])
-    if len(values) == 2:
-        return int(values[0]), int(values[1])
-    raise UserError(f'--shape takes 1 or 2 numbers (S, or H W), got {len(values)}')
