@@ -17,7 +17,7 @@ same architecture, on the same input, timed in alternation with vitdense's, and 
 
 ``--train`` times whole training iterations instead (``model.train_step``: preprocessing, forward, backward,
 optimiser step) on the config's own first ``--batches`` training batches, and with ``--compare`` next to the
-OpenMMLab config that trains the same model (vitdense.benchmarking.REFERENCE_CONFIGS, or
+OpenMMLab config that trains the same model (vitdense.analysis.iteration.REFERENCE_CONFIGS, or
 ``--reference-config``: mmdet's own Swin-T Mask R-CNN for the Swin-T mini config), pointed at the same data, lr
 and seed and started from the same weights; iterations interleaved, ratios of the minima and of the medians
 (wall and process CPU time). Example, a few minutes on 2 cores:
@@ -60,7 +60,7 @@ def build_parser():
     parser.add_argument('--batches', type=int, default=2,
                         help='--train: training batches, each timed --repeats times (default: 2)')
     parser.add_argument('--reference-config',
-                        help="--train --compare: the reference config (default: the one vitdense.benchmarking "
+                        help="--train --compare: the reference config (default: the one vitdense.analysis.iteration "
                              "names for CONFIG), e.g. mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py")
     return parser
 
@@ -79,17 +79,18 @@ def train_main(args):
     """--train: whole training iterations, optionally next to the reference config's."""
     import statistics
 
-    from vitdense import analysis, benchmarking
+    from vitdense.analysis import iteration as benchmarking
+    from vitdense.analysis import published, speed
     if args.batches < 1 or args.repeats < 1 or args.warmup < 0:
         raise UserError('--batches and --repeats must be positive and --warmup >= 0')
-    analysis.set_threads(args.threads)
+    speed.set_threads(args.threads)
     cfg = load_config(args.config, args.cfg_options)
     if 'train_dataloader' not in cfg or 'optim_wrapper' not in cfg:
         raise UserError(f'{args.config} has no train_dataloader / optim_wrapper: --train needs a training config')
     seed = cfg.get('randomness', {}).get('seed', 0)
     configs = {'vitdense': cfg}
     if args.compare:
-        reference = args.reference_config or benchmarking.REFERENCE_CONFIGS.get(analysis.config_name(args.config))
+        reference = args.reference_config or benchmarking.REFERENCE_CONFIGS.get(published.config_name(args.config))
         if reference is None:
             raise UserError(f'no reference config known for {args.config}; name one with --reference-config '
                             f'(known: {", ".join(benchmarking.REFERENCE_CONFIGS)})')

@@ -16,7 +16,9 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
-from vitdense.apis import UserError, load_config, run_tool  # noqa: E402
+from vitdense.errors import UserError  # noqa: E402
+from vitdense.runtime.config import load_config  # noqa: E402
+from vitdense.runtime.errors import run_tool  # noqa: E402
 
 MERGED = 'vitdense.MergedGroupsOptimWrapperConstructor'
 # label -> (constructor, optimizer overrides); the first is the baseline

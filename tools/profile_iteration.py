@@ -27,7 +27,12 @@ from collections import defaultdict
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
-from vitdense.apis import DictAction, UserError, build_runner, load_config, run_tool  # noqa: E402
+from mmengine.config import DictAction  # noqa: E402
+
+from vitdense.errors import UserError  # noqa: E402
+from vitdense.runtime.config import load_config  # noqa: E402
+from vitdense.runtime.errors import run_tool  # noqa: E402
+from vitdense.runtime.launch import build_runner  # noqa: E402
 
 
 def build_parser():
@@ -156,7 +161,7 @@ def profile_fixed_batch(runner, repeats, parts, ops, clock=time.perf_counter):
     """The first batch trained on ``repeats`` times; per-part forward / backward, optimiser, zero_grad."""
     import torch
 
-    from vitdense.profiling import PartTimer
+    from vitdense.analysis.profiling import PartTimer
     model = runner.model.module if hasattr(runner.model, 'module') else runner.model
     optim_wrapper = runner.optim_wrapper
     start = clock()
@@ -207,7 +212,7 @@ def main(argv=None):
     import torch
 
     from vitdense import analysis
-    from vitdense.profiling import PartTimer, model_parts
+    from vitdense.analysis.profiling import PartTimer, model_parts
     analysis.set_threads(args.threads)
     work_dir = tempfile.mkdtemp(prefix='profile_iteration_')
     cfg = load_config(args.config, args.cfg_options, work_dir=work_dir)
@@ -265,7 +270,7 @@ def main(argv=None):
         lines.append(('forward  other (targets, sampling, losses)', steps['forward'] - sum(fwd_parts.values())))
         lines += [(f'backward {k}', v) for k, v in bwd_parts.items()]
         lines += [('optimizer step', steps['optimizer step']), ('zero_grad', steps['zero_grad'])]
-        from vitdense.profiling import split_table
+        from vitdense.analysis.profiling import split_table
         print(split_table(lines, total + data_s))
         print(f'train step total (preprocess + forward + backward + step + zero_grad): {total:.3f} s; '
               f'forward {steps["forward"]:.3f} s, backward {steps["backward"]:.3f} s')

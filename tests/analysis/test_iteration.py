@@ -1,12 +1,12 @@
-"""vitdense.benchmarking: mmdet's own Swin-T Mask R-CNN config as the reference of the main job's, same weights."""
+"""vitdense.analysis.iteration: mmdet's own Swin-T Mask R-CNN config as the reference of the main job's, same weights."""
 import os
 
 import pytest
 import torch
 
 from tests.conftest import REPO
-from vitdense import benchmarking
-from vitdense.apis import load_config
+from vitdense.analysis import iteration as benchmarking
+from vitdense.runtime.config import load_config
 from vitdense.errors import UserError
 
 DET_MINI = os.path.join(REPO, 'configs/swin/mask-rcnn_swin-t-p4-w7_fpn_mini-coco.py')

@@ -1,11 +1,11 @@
-"""vitdense.profiling.PartTimer: per-part forward times and the backward pass cut at the right places."""
+"""vitdense.analysis.profiling.PartTimer: per-part forward times and the backward pass cut at the right places."""
 import time
 
 import pytest
 import torch
 import torch.nn as nn
 
-from vitdense.profiling import PartTimer, model_parts
+from vitdense.analysis.profiling import PartTimer, model_parts
 
 
 class SlowBackward(torch.autograd.Function):

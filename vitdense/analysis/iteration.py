@@ -51,7 +51,7 @@ def build_trainer(cfg) -> Tuple[nn.Module, object]:
     from mmengine.optim import build_optim_wrapper
     from mmengine.registry import DefaultScope
 
-    from vitdense.analysis import scope_registry
+    from vitdense.runtime.config import scope_registry
     scope = DefaultScope.get_instance(f'benchmark-{id(cfg)}', scope_name=cfg.default_scope)
     with DefaultScope.overwrite_default_scope(scope.scope_name):
         model = scope_registry(cfg.default_scope).build(cfg.model)
@@ -62,14 +62,11 @@ def build_trainer(cfg) -> Tuple[nn.Module, object]:
 
 
 def copy_weights(source: nn.Module, target: nn.Module) -> None:
-    """``source``'s weights into ``target``: the backbone through vitdense's checkpoint converter, the rest by
-    name. Raises if any tensor of ``target`` is left without a value."""
-    from vitdense.checkpoint.convert import convert_state_dict
+    """``source``'s weights into ``target``: the backbone through the target backbone's ``adapt_checkpoint``, the
+    rest by name. Raises if any tensor of ``target`` is left without a value."""
     state = source.state_dict()
     backbone = {k[len('backbone.'):]: v for k, v in state.items() if k.startswith('backbone.')}
-    converted = convert_state_dict(backbone, target.backbone)
-    if isinstance(converted, tuple):
-        converted = converted[0]
+    converted = target.backbone.adapt_checkpoint(backbone).state_dict
     merged = {f'backbone.{k}': v for k, v in converted.items()}
     merged.update({k: v for k, v in state.items() if not k.startswith('backbone.')})
     missing, unexpected = target.load_state_dict(merged, strict=False)
