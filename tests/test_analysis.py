@@ -215,7 +215,7 @@ def test_reference_lookup_is_by_class_not_by_class_name():
     for other in (BOATSwin(arch=TINY_SWIN), MMDetSwinTransformer(embed_dims=16, depths=(2, 1, 2, 1),
                                                                    num_heads=(1, 2, 2, 4))):
         with pytest.raises(ValueError, match=f'no reference implementation registered for {type(other).__name__}'):
-            analysis.reference_backbone(other)
+            references.reference_backbone(other)
 
 
 def test_benchmark_helpers_parse_sizes_and_time_one_call():
@@ -234,7 +234,7 @@ def test_deformable_attention_counted_on_meta_as_on_cpu_plus_its_sampling():
     the same linears as a real CPU run (which counts no grid_sample), plus 5 multiply-adds per sampled point and
     channel. A narrow ViT-Adapter on a 64 x 96 image: 2 injectors (24 ViT queries, 3 levels) and 4 extractors (the
     last interaction's two extra; 96 + 24 + 6 spatial queries, 1 level), 3 heads of 32 channels, 4 points."""
-    from vitdense.analysis import FlopCounter, backbone_flops
+    from vitdense.analysis.flops import FlopCounter, backbone_flops
     from vitdense.models.backbones import ViTAdapter
     model = ViTAdapter('deit_small_patch16_224', img_size=64, interaction_indexes=[[0, 0], [1, 1]], conv_inplane=16,
                        deform_num_heads=3, model_kwargs=dict(depth=2, embed_dim=96, num_heads=3,

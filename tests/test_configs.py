@@ -73,7 +73,8 @@ def cls_batch(model, num_classes, batch_size=2):
     return model.data_preprocessor(dict(inputs=inputs, data_samples=samples), True)
 
 
-@pytest.mark.parametrize('path', MINI)
+# the Cascade mini config's step is test_cascade_mini_training_step_trains_all_three_stages (all three stages checked)
+@pytest.mark.parametrize('path', [c for c in MINI if c not in CASCADE])
 def test_mini_config_forward_backward(path):
     torch.manual_seed(0)
     cfg, model = build(path)

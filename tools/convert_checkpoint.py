@@ -100,7 +100,7 @@ def convert(args):
     from vitdense.checkpoint import CheckpointError, extract_state_dict, load_checkpoint_file, load_pretrained
     from vitdense.runtime.config import build_model, load_config
 
-    cfg = load_config(args.config)
+    cfg = load_config(args.config, runnable=False)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     if 'model' not in cfg or 'backbone' not in cfg.model:

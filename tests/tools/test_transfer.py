@@ -198,7 +198,7 @@ def test_timm_plain_vits_compare_in_the_table_with_other_backbones(crops, tmp_pa
     dense = Config.fromfile(os.path.join(REPO, 'configs', 'swin', 'upernet_swin-t-p4-w7_mini-ade20k.py'))
     bb = transfer.backbone_cfg(Config.fromfile(str(config)), str(tmp_path / 'dinov2_narrow.pth'))
     fitted = transfer.dense_backbone_cfg(bb, dense.model.backbone.to_dict())
-    channels = transfer.output_channels(transfer.build_backbone({**fitted, 'init_cfg': None}))
+    channels = transfer.output_channels(build_model({**fitted, 'init_cfg': None}))
     assert channels == [16, 32, 64, 64]
     cfg = transfer.fit_dense_config(dense, fitted, channels)
     assert cfg.model.decode_head.in_channels == [16, 32, 64, 64] and cfg.model.backbone.type == 'vitdense.TimmViT'

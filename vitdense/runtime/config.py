@@ -18,9 +18,12 @@ from vitdense.errors import ConfigError, UserError
 TASKS = {'mmdet': 'detection', 'mmseg': 'segmentation', 'mmpretrain': 'classification'}
 
 
-def load_config(name_or_path: str, cfg_options: Optional[dict] = None, work_dir: Optional[str] = None) -> Config:
+def load_config(name_or_path: str, cfg_options: Optional[dict] = None, work_dir: Optional[str] = None,
+                runnable: bool = True) -> Config:
     """A config file or shipped config name (``swin/mask-rcnn_swin-t-p4-w7_fpn_mini-coco``), ``vitdense::`` bases
-    included, ``cfg_options`` merged, checked to be a whole vitdense config and given a ``work_dir``."""
+    included, ``cfg_options`` merged, checked to be a whole vitdense config and given a ``work_dir``. With
+    ``runnable=False`` (tools that only read ``model``, e.g. the checkpoint converter) a ``_base_`` model fragment
+    is accepted as it is."""
     from vitdense.zoo import drop_vitdense_scope, enable_config_prefix, resolve_config
     path = resolve_config(name_or_path)
     enable_config_prefix()
@@ -28,6 +31,8 @@ def load_config(name_or_path: str, cfg_options: Optional[dict] = None, work_dir:
     drop_vitdense_scope(cfg._cfg_dict)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
+    if not runnable:
+        return cfg
     if cfg.get('default_scope') not in TASKS:
         fragment = ' (a _base_ fragment?)' if 'model' not in cfg else ''
         raise UserError(f"{path} sets default_scope={cfg.get('default_scope')!r}{fragment}; vitdense configs inherit "

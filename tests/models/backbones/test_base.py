@@ -84,8 +84,11 @@ def test_with_cp_gives_the_same_outputs_and_gradients(name, monkeypatch):
 
 
 def block_drop_rates(model):
-    """Every block's drop-path rate, blocks in forward order (a stem + stages family or a token encoder)."""
-    if hasattr(model, 'blocks'):
+    """Every block's drop-path rate, blocks in forward order (a stem + stages family, a token encoder, or the timm
+    ViT inside TimmViT / ViTAdapter)."""
+    if hasattr(model, 'vit'):
+        blocks = list(model.vit.blocks)
+    elif hasattr(model, 'blocks'):
         blocks = list(model.blocks)
     else:
         blocks = [b for stage in (model.layers if hasattr(model, 'layers') else model.stages) for b in stage.blocks]

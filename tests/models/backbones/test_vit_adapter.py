@@ -404,7 +404,7 @@ def config(name):
                                                ('mask-rcnn_vit-adapter-b_fpn_1x_coco.py', 120)])
 def test_mask_rcnn_params_match_the_paper(name, published_m):
     """Counted on the meta device: the paper's (and czczup/ViT-Adapter's) 48M / 120M."""
-    from vitdense.analysis import complexity
+    from vitdense.analysis.flops import complexity
     params = complexity(config(name), flops=False).params
     assert round(params / 1e6) == published_m
 

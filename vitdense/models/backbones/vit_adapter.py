@@ -400,7 +400,11 @@ class ViTAdapter(TimmViT):
                 model_key = 'vit.pos_embed'
                 if model_key in a.state_dict and shape != tuple(a.state_dict[model_key].shape):
                     a.resized[model_key] = (shape, tuple(a.state_dict[model_key].shape))
-        a.state_dict.update(adapter)
+        vit_adapted = a.state_dict  # the checkpoint's order kept: its own keys first, renamed ones after them
+        ordered = {k: adapter[k] if k in adapter else vit_adapted[k] for k in state_dict
+                   if k in adapter or k in vit_adapted}
+        ordered.update({k: v for k, v in vit_adapted.items() if k not in ordered})
+        a.state_dict = ordered
         return a
 
     def _without_class_token(self, sd: Dict[str, torch.Tensor]) -> Optional[str]:
