@@ -182,7 +182,7 @@ def profile_fixed_batch(runner, repeats, parts, ops, clock=time.perf_counter):
             losses = model._run_forward(data, mode='loss')
         loss, _ = model.parse_losses(losses)
         t['forward'] = clock() - start - t['preprocess']
-        timer.start_backward()
+        timer.start_backward(loss)
         mark = clock()
         optim_wrapper.backward(loss)
         timer.end_backward()

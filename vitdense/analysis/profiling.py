@@ -1,15 +1,18 @@
 """Where one training iteration's time goes: data, each model part's forward and backward, optimiser, hooks.
 
 Used by ``tools/profile_iteration.py``. Forward times come from module forward pre/post hooks on the parts
-(backbone, neck, heads, RoI extractors). Backward times come from gradient hooks on the same parts' outputs:
-a part's outputs have their full gradient once every later consumer has run its backward, so the moments these
-gradients complete cut the single-threaded autograd pass into consecutive segments, one per part (autograd runs
-the most recently created nodes first, i.e. the parts in reverse forward order).
+(backbone, neck, heads, RoI extractors). Backward times are attributed node by node: every autograd node carries
+the sequence number of the forward operation that created it, so the numbers handed out while a part's forward
+ran name the nodes that part owns, and hooks on each node of the loss's graph time that node's backward.
+Cutting the backward pass at the moments a part's outputs receive their gradient does not work: autograd runs a
+Swin stage's backward as soon as the FPN's lateral convolution of that stage is done, interleaving the backbone
+with the rest of the neck.
 """
+import bisect
 import time
 from collections import defaultdict
 from contextlib import contextmanager
-from typing import Dict, Iterator, List, Tuple
+from typing import Dict, List, Tuple
 
 import torch
 import torch.nn as nn
@@ -34,24 +37,41 @@ def model_parts(model: nn.Module) -> Dict[str, nn.Module]:
     return parts
 
 
-def _tensors(value) -> Iterator[torch.Tensor]:
-    if isinstance(value, torch.Tensor):
-        yield value
-    elif isinstance(value, (list, tuple)):
-        for v in value:
-            yield from _tensors(v)
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from _tensors(v)
+def _next_sequence_nr() -> int:
+    """The sequence number the next autograd node created on this thread will get."""
+    with torch.enable_grad():
+        probe = torch.empty(0, requires_grad=True) * 1
+    return probe.grad_fn._sequence_nr() + 1
+
+
+def _graph_nodes(root) -> List:
+    """Every autograd node reachable from ``root`` (a loss's ``grad_fn``)."""
+    nodes, seen, stack = [], set(), [root]
+    while stack:
+        node = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        nodes.append(node)
+        stack.extend(next_node for next_node, _ in node.next_functions)
+    return nodes
+
+
+OTHER = 'losses and targets'
+ACCUMULATE = 'gradient accumulation'
+ENGINE = 'autograd engine (between nodes)'
 
 
 class PartTimer:
-    """Forward seconds per part and the backward pass cut into per-part segments, accumulated over iterations.
+    """Forward seconds per part, and the backward pass's seconds per part, accumulated over iterations.
 
     Inside :meth:`track`, each part's forward calls are timed (nested parts are timed on their own, and also
-    inside their parent: ``roi_head.*`` parts are not attached to a ``roi_head`` total, so they do not overlap);
-    every output tensor that needs a gradient gets a hook that records when its gradient arrives.
-    Call :meth:`start_backward` just before ``loss.backward()`` and :meth:`end_backward` after it.
+    inside their parent: ``roi_head.*`` parts are not attached to a ``roi_head`` total, so they do not overlap),
+    and the range of autograd sequence numbers each call hands out is kept. Call :meth:`start_backward` with the
+    loss just before ``loss.backward()`` and :meth:`end_backward` after it: each node's backward is charged to the
+    part whose forward created it; nodes created outside every part (targets, sampling, losses) to
+    ``'losses and targets'``, the parameters' AccumulateGrad nodes to ``'gradient accumulation'``, and what the
+    engine spends between nodes (plus these hooks' own cost) to ``'autograd engine (between nodes)'``.
     """
 
     def __init__(self, parts: Dict[str, nn.Module], clock=time.perf_counter):
@@ -60,29 +80,24 @@ class PartTimer:
         self.forward_s: Dict[str, float] = defaultdict(float)
         self.backward_s: Dict[str, float] = defaultdict(float)
         self.calls: Dict[str, int] = defaultdict(int)
-        self._pending: Dict[str, int] = {}
-        self._grad_done: Dict[str, float] = {}
-        self._starts: Dict[str, List[float]] = defaultdict(list)
+        self._ranges: List[Tuple[int, int, str]] = []  # (first, end) sequence numbers of one forward call
+        self._starts: Dict[str, List[Tuple[float, int]]] = defaultdict(list)
+        self._node_handles: List = []
+        self._pass_s: Dict[str, float] = defaultdict(float)  # this backward pass's node seconds per part
         self._backward_start = 0.0
 
     def _pre(self, name):
         def hook(module, args):
-            self._starts[name].append(self.clock())
+            self._starts[name].append((self.clock(), _next_sequence_nr()))
         return hook
 
     def _post(self, name):
         def hook(module, args, output):
-            self.forward_s[name] += self.clock() - self._starts[name].pop()
+            end_seq = _next_sequence_nr()
+            start, first_seq = self._starts[name].pop()
+            self.forward_s[name] += self.clock() - start
             self.calls[name] += 1
-            for tensor in _tensors(output):
-                if tensor.requires_grad:
-                    self._pending[name] = self._pending.get(name, 0) + 1
-                    tensor.register_hook(self._grad_hook(name))
-        return hook
-
-    def _grad_hook(self, name):
-        def hook(grad):
-            self._grad_done[name] = self.clock()  # the last one wins: all of the part's outputs done
+            self._ranges.append((first_seq, end_seq, name))
         return hook
 
     @contextmanager
@@ -97,21 +112,49 @@ class PartTimer:
             for h in handles:
                 h.remove()
 
-    def start_backward(self) -> None:
-        self._grad_done.clear()
+    def start_backward(self, loss: torch.Tensor) -> None:
+        """Hook every node of ``loss``'s graph; call just before ``loss.backward()``."""
+        self._node_handles = []
+        self._pass_s = defaultdict(float)
+        owners = {}
+        ranges = sorted(self._ranges)
+        firsts = [r[0] for r in ranges]
+        for node in _graph_nodes(loss.grad_fn):
+            if type(node).__name__ == 'AccumulateGrad':
+                name = ACCUMULATE
+            else:
+                seq = node._sequence_nr()
+                if seq not in owners:  # innermost range holding seq: scan back from the last range starting <= seq
+                    owners[seq] = OTHER
+                    for first, end, part in reversed(ranges[:bisect.bisect_right(firsts, seq)]):
+                        if seq < end:
+                            owners[seq] = part
+                            break
+                name = owners[seq]
+            self._hook_node(node, name)
         self._backward_start = self.clock()
 
+    def _hook_node(self, node, name: str) -> None:
+        began = []
+
+        def pre(grad_outputs):
+            began.append(self.clock())
+
+        def post(grad_inputs, grad_outputs):
+            self._pass_s[name] += self.clock() - began.pop()
+
+        self._node_handles += [node.register_prehook(pre), node.register_hook(post)]
+
     def end_backward(self) -> None:
-        end = self.clock()
-        # segment k runs from the moment part k's outputs got their gradient to the next such moment: that is
-        # part k's own backward (the losses' backward comes first, before any part's outputs are complete)
-        marks = sorted((t, name) for name, t in self._grad_done.items())
-        previous, label = self._backward_start, 'losses and targets'
-        for t, name in marks:
-            self.backward_s[label] += t - previous
-            previous, label = t, name
-        self.backward_s[label] += end - previous
-        self._pending.clear()
+        """Remove the node hooks; what the nodes did not account for is the engine's."""
+        total = self.clock() - self._backward_start
+        for handle in self._node_handles:
+            handle.remove()
+        self._node_handles = []
+        self._ranges.clear()
+        for name, seconds in self._pass_s.items():
+            self.backward_s[name] += seconds
+        self.backward_s[ENGINE] += max(0.0, total - sum(self._pass_s.values()))
 
 
 def split_table(rows: List[Tuple[str, float]], total: float, unit_scale: float = 1.0) -> str:
