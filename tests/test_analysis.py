@@ -197,13 +197,19 @@ def test_reference_lookup():
     cfg = config('swin/upernet_swin-t-p4-w7_mini-ade20k.py')
     cfg.model.backbone.arch = TINY_SWIN
     backbone = build_model(cfg, backbone_only=True)
-    description, reference = references.reference_backbone(backbone)
-    assert 'mmdet' in description
-    x = torch.randn(1, 3, 64, 96)
+    # (timm's Swin shrinks a window to a smaller feature map: at 224 x 224 every stage keeps the 7 x 7 window)
+    built = references.reference_backbones(backbone, (224, 224))
+    assert [d.split("'")[0] for d, _ in built] == ['mmdet', 'timm']
+    x = torch.randn(1, 3, 224, 224)
     with torch.no_grad():
-        ours, theirs = backbone(x), reference(x)
-    assert [o.shape for o in ours] == [t.shape for t in theirs]
-    assert flops.count_params(reference) == flops.count_params(backbone)
+        ours = backbone(x)
+        for description, reference in built:
+            assert [tuple(t.shape) for t in reference(x)] == [tuple(o.shape) for o in ours]  # NCHW, same levels
+    # the same network: mmdet's Swin has every parameter; timm's features lack only the 4 output norms
+    output_norms = sum(2 * c for c in backbone.num_features)
+    assert flops.count_params(built[0][1]) == flops.count_params(backbone)
+    assert flops.count_params(built[1][1]) == flops.count_params(backbone) - output_norms
+    assert references.reference_backbone(backbone)[0] == built[0][0]
     with pytest.raises(ValueError, match='no reference implementation registered for Linear'):
         references.reference_backbone(nn.Linear(2, 2))
 

@@ -10,10 +10,14 @@ Throughput = batch size / median time of ``--repeats`` timed forwards after ``--
 Peak memory is what one forward adds: ``torch.cuda.max_memory_allocated`` on CUDA, the peak resident set
 on CPU (see vitdense.analysis.speed.PeakMemory).
 
-``--compare`` also runs the reference implementation of the backbone (vitdense.analysis.references:
-mmdet's SwinTransformer for vitdense.SwinTransformer, timm's ConvNeXt for vitdense.ConvNeXt, ...) with the
-same architecture, on the same input, timed in alternation with vitdense's, and prints the ratios. Without
---backbone-only the reference backbone is swapped into a copy of the full model.
+``--compare`` also runs every reference implementation of the backbone (vitdense.analysis.references:
+mmdet's and timm's SwinTransformer for vitdense.SwinTransformer, timm's and mmpretrain's ConvNeXt for
+vitdense.ConvNeXt) with the same architecture, on the same input, timed in alternation with vitdense's, and
+prints the ratios (of the medians and of the minima: noise only ever adds time). Without --backbone-only each
+reference backbone is swapped into a copy of the full model.
+
+``--backbone-only --train`` times the backbone's training step instead: forward and backward (a loss on all
+output maps), the model in training mode with stochastic depth off on every side, so all do the same work.
 
 ``--train`` times whole training iterations instead (``model.train_step``: preprocessing, forward, backward,
 optimiser step) on the config's own first ``--batches`` training batches, and with ``--compare`` next to the
@@ -56,7 +60,8 @@ def build_parser():
                         help='override config entries, e.g. model.backbone.arch=small')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar on stderr')
     parser.add_argument('--train', action='store_true',
-                        help='time whole training iterations on the config\'s own batches (see above)')
+                        help='time whole training iterations on the config\'s own batches; with --backbone-only, the '
+                             'backbone\'s forward + backward (see above)')
     parser.add_argument('--batches', type=int, default=2,
                         help='--train: training batches, each timed --repeats times (default: 2)')
     parser.add_argument('--reference-config',
@@ -69,7 +74,13 @@ def parse_args(argv=None):
     return build_parser().parse_args(argv)
 
 
-def make_runner(model, inputs, samples, backbone_only):
+def make_runner(model, inputs, samples, backbone_only, train=False):
+    if train:
+        def train_step():
+            loss = sum(out.float().square().mean() for out in model(inputs))
+            loss.backward()
+            model.zero_grad(set_to_none=True)
+        return train_step
     if backbone_only:
         return lambda: model(inputs)
     return lambda: model(inputs, samples, mode='predict')
@@ -126,7 +137,7 @@ def train_main(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.train:
+    if args.train and not args.backbone_only:
         return train_main(args)
     import torch
     from vitdense.analysis import flops, parse_size, references, speed
@@ -139,6 +150,8 @@ def main(argv=None):
         raise UserError(f'--device {device} asked for, but torch sees no CUDA device; use --device cpu')
     speed.set_threads(args.threads)
     cfg = load_config(args.config, args.cfg_options)
+    if args.train and 'drop_path_rate' in cfg.get('model', {}).get('backbone', {}):
+        cfg.model.backbone.drop_path_rate = 0.0  # the references are built without stochastic depth
     if not flops.is_model_config(cfg):
         raise UserError(f'{args.config} defines no complete model (a _base_ fragment?); pass a leaf config')
 
@@ -152,23 +165,24 @@ def main(argv=None):
     name = backbone.__class__.__name__
     prefix = '' if args.backbone_only else f'{type(model).__name__} + '
     models = {f'{prefix}vitdense {name}': model}
-    if args.compare:
-        description, reference = references.reference_backbone(backbone)  # ConfigError (one line) if none
-        if args.backbone_only:
-            models[description] = reference
-        else:
-            full = copy.deepcopy(model)
-            full.backbone = reference
-            models[prefix + description] = full
+    if args.compare:  # ConfigError (one line) if there is no reference
+        for description, reference in references.reference_backbones(backbone, shape):
+            if args.backbone_only:
+                models[description] = reference
+            else:
+                full = copy.deepcopy(model)
+                full.backbone = reference
+                models[prefix + description] = full
     runners = {}
     for label, m in models.items():
-        m.to(device).eval()
-        runners[label] = make_runner(m, inputs, samples, args.backbone_only)
-    what = 'backbone' if args.backbone_only else 'model (predict)'
+        m.to(device).train(args.train)
+        runners[label] = make_runner(m, inputs, samples, args.backbone_only, train=args.train)
+    what = 'backbone training step (forward + backward)' if args.train else \
+        'backbone' if args.backbone_only else 'model (predict)'
     print(f'{args.config}: {what}, input {args.batch_size}x3x{shape[0]}x{shape[1]}, device {device}, '
           f'{torch.get_num_threads()} CPU threads, warm-up {args.warmup}, median of {args.repeats}')
     results = speed.benchmark(runners, args.batch_size, device, warmup=args.warmup, repeats=args.repeats,
-                              progress=not args.no_progress)
+                              progress=not args.no_progress, grad=args.train)
     method = next(iter(results.values())).mem_method
     width = max(len(label) for label in results) + 2
     print(f'\n{"implementation":<{width}} {"images/s":>10} {"median ms":>10} {"min-max ms":>17} {"peak MB":>9}')
@@ -178,9 +192,11 @@ def main(argv=None):
               f'{r.peak_mem / 2**20:>9.1f}')
     print(f'(peak MB: {method} added by one forward)')
     if args.compare:
-        ours, ref = results.values()
-        print(f'ratio vitdense / reference: throughput {ours.images_per_s / ref.images_per_s:.2f}x, '
-              f'peak memory {ours.peak_mem / max(ref.peak_mem, 1):.2f}x')
+        ours, *refs = results.values()
+        for ref in refs:
+            print(f'vitdense / {ref.name}: throughput {ours.images_per_s / ref.images_per_s:.2f}x '
+                  f'(minima {min(ref.times) / min(ours.times):.2f}x), peak memory '
+                  f'{ours.peak_mem / max(ref.peak_mem, 1):.2f}x')
     return results
 
 

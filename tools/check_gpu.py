@@ -253,13 +253,14 @@ def run_script(path: str, argv: List[str]) -> str:
 
 
 def benchmark_rows(label: str, results: dict) -> List[Row]:
-    """Rows of tools/benchmark.py --compare results (vitdense first, reference second)."""
-    (ours_name, ours), (ref_name, ref) = results.items()
+    """Rows of tools/benchmark.py --compare results (vitdense first, then each reference)."""
     rows = [Row('benchmarks', f'{label}: {name}', f'{r.images_per_s:.2f} img/s, peak {r.peak_mem / 2**20:.0f} MB')
-            for name, r in ((ours_name, ours), (ref_name, ref))]
-    rows.append(Row('benchmarks', f'{label}: vitdense / reference',
-                    f'throughput {ours.images_per_s / ref.images_per_s:.2f}x, '
-                    f'peak memory {ours.peak_mem / max(ref.peak_mem, 1):.2f}x'))
+            for name, r in results.items()]
+    (_, ours), *refs = results.items()
+    for ref_name, ref in refs:
+        rows.append(Row('benchmarks', f'{label}: vitdense / {ref_name}',
+                        f'throughput {ours.images_per_s / ref.images_per_s:.2f}x, '
+                        f'peak memory {ours.peak_mem / max(ref.peak_mem, 1):.2f}x'))
     return rows
 
 

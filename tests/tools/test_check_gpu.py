@@ -125,10 +125,14 @@ def test_train_row():
 
 def test_benchmark_rows_and_table(tmp_path):
     results = {'vitdense SwinTransformer': Speed('a', 20.0, 0.05, [0.05], 300 * 2**20, 'cuda'),
-               'mmdet SwinTransformer': Speed('b', 16.0, 0.0625, [0.0625], 400 * 2**20, 'cuda')}
+               'mmdet SwinTransformer': Speed('b', 16.0, 0.0625, [0.0625], 400 * 2**20, 'cuda'),
+               'timm SwinTransformer': Speed('c', 25.0, 0.04, [0.04], 200 * 2**20, 'cuda')}
     rows = check_gpu['benchmark_rows']('Swin-T backbone', results)
     assert [r.result for r in rows] == ['20.00 img/s, peak 300 MB', '16.00 img/s, peak 400 MB',
-                                        'throughput 1.25x, peak memory 0.75x']
+                                        '25.00 img/s, peak 200 MB', 'throughput 1.25x, peak memory 0.75x',
+                                        'throughput 0.80x, peak memory 1.50x']
+    assert rows[-1].check == 'Swin-T backbone: vitdense / timm SwinTransformer'
+    rows = rows[:2] + rows[3:4]
     rows += [Row('backbones', 'a | b', 'x', '1e-04 / 1e-03', 'pass'), Row('train', 'c', 'y', 'z', 'FAIL')]
     text = check_gpu['format_table'](rows, 'header line')
     assert text.splitlines() == [
@@ -136,7 +140,8 @@ def test_benchmark_rows_and_table(tmp_path):
         '| section | check | result | limit | status |', '|---|---|---|---|---|',
         '| benchmarks | Swin-T backbone: vitdense SwinTransformer | 20.00 img/s, peak 300 MB |  | info |',
         '| benchmarks | Swin-T backbone: mmdet SwinTransformer | 16.00 img/s, peak 400 MB |  | info |',
-        '| benchmarks | Swin-T backbone: vitdense / reference | throughput 1.25x, peak memory 0.75x |  | info |',
+        '| benchmarks | Swin-T backbone: vitdense / mmdet SwinTransformer | throughput 1.25x, peak memory 0.75x |  '
+        '| info |',
         '| backbones | a \\| b | x | 1e-04 / 1e-03 | pass |',
         '| train | c | y | z | FAIL |', '',
         '1 passed, 1 failed']

@@ -99,19 +99,30 @@ def test_model_zoo_rows_and_any_new_config(tmp_path, capsys):
 def test_benchmark_prints_the_measured_ratio(capsys):
     results = tool('benchmark').main([DET_MINI, '--backbone-only', '--shape', '96', '--compare', '--warmup', '1',
                                       '--repeats', '2', '--threads', '1', '--no-progress'])
-    ours, reference = results.values()
-    assert ours.name == 'vitdense SwinTransformer' and 'mmdet' in reference.name
-    for r in (ours, reference):
+    ours, mmdet_swin, timm_swin = results.values()
+    assert ours.name == 'vitdense SwinTransformer' and 'mmdet' in mmdet_swin.name and 'timm' in timm_swin.name
+    for r in (ours, mmdet_swin, timm_swin):
         assert len(r.times) == 2 and r.images_per_s == pytest.approx(1 / r.median_s) and r.peak_mem >= 0
     out = capsys.readouterr().out
-    ratio = float(re.search(r'throughput ([\d.]+)x', out).group(1))
-    assert ratio == pytest.approx(ours.images_per_s / reference.images_per_s, abs=0.006)
+    for reference in (mmdet_swin, timm_swin):
+        line = next(line for line in out.splitlines() if line.startswith(f'vitdense / {reference.name}:'))
+        ratio, minima = map(float, re.search(r'throughput ([\d.]+)x \(minima ([\d.]+)x\)', line).groups())
+        assert ratio == pytest.approx(ours.images_per_s / reference.images_per_s, abs=0.006)
+        assert minima == pytest.approx(min(reference.times) / min(ours.times), abs=0.006)
+
+    # the backbone's training step: forward + backward, gradients really computed
+    results = tool('benchmark').main([DET_MINI, '--backbone-only', '--train', '--shape', '64', '--compare',
+                                      '--warmup', '0', '--repeats', '1', '--threads', '1', '--no-progress'])
+    assert len(results) == 3
+    assert 'backbone training step (forward + backward)' in capsys.readouterr().out
 
     # full model (predict mode), timm's ConvNeXt swapped into a copy of the UperNet
     results = tool('benchmark').main([SEG_MINI, '--shape', '64', '96', '--compare', '--warmup', '0',
                                       '--repeats', '1', '--threads', '1', '--no-progress'])
     assert [r.name for r in results.values()] == ['EncoderDecoder + vitdense ConvNeXt',
-                                                   "EncoderDecoder + timm's ConvNeXt (features_only)"]
+                                                   "EncoderDecoder + timm's ConvNeXt (features_only)",
+                                                   "EncoderDecoder + mmpretrain's ConvNeXt (mmdet's ConvNeXt "
+                                                   "configs use it)"]
     assert 'peak memory' in capsys.readouterr().out
 
 

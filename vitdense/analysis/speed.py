@@ -83,17 +83,18 @@ class Speed:
 
 
 def benchmark(runners: Dict[str, Callable[[], object]], batch: int, device, warmup: int = 2,
-              repeats: int = 5, progress: bool = True) -> Dict[str, Speed]:
+              repeats: int = 5, progress: bool = True, grad: bool = False) -> Dict[str, Speed]:
     """Time and measure several forward functions on the same input, fairly.
 
     Each runner gets ``warmup`` untimed calls, then one call under :class:`PeakMemory`; the ``repeats``
     timed calls are interleaved across runners (a, b, a, b, ...) so a change in machine load affects all
-    of them alike. Throughput is ``batch`` / median time.
+    of them alike. Throughput is ``batch`` / median time. ``grad=True`` runs them with autograd on (runners
+    that do a backward pass); otherwise under ``torch.no_grad()``.
     """
     device = torch.device(device)
     bar = progress_bar(total=len(runners) * (warmup + 1 + repeats), desc='benchmark', enabled=progress)
     peaks = {}
-    with torch.no_grad():
+    with torch.set_grad_enabled(grad):
         for name, run in runners.items():
             for _ in range(warmup):
                 run()
