@@ -17,7 +17,9 @@
 #   VITDENSE_CUDA=0  never build them
 #   TORCH_CUDA_ARCH_LIST  GPU architectures to compile for (default "8.0;8.6;8.9;9.0": A100, RTX 30xx/A40,
 #                    L4/L40/RTX 40xx, H100/H200); each one adds roughly 30 minutes on 2 cores
-#   VITDENSE_BUILD_ONLY=1  only build (or find) the mmcv wheel in the cache and print its path; installs nothing
+#   VITDENSE_BUILD_ONLY=1  only build (or find) the mmcv wheel in the cache and print its path (and, for CUDA, the
+#                    kernels per architecture of the ops vitdense runs: RoIAlign, nms, MultiScaleDeformableAttention);
+#                    installs nothing
 #   MAX_JOBS         parallel compile jobs (default: all cores)
 set -euo pipefail
 shopt -s inherit_errexit  # a failed build inside $(...) stops the script too
@@ -66,6 +68,49 @@ with zipfile.ZipFile(sys.argv[1]) as wheel:
     data = wheel.read(exts[0]) if exts else b''
 # nvcc embeds device code in a .nv_fatbin section registered through __cudaRegisterFatBinary
 print('none' if not exts else 'cuda' if b'.nv_fatbin' in data or b'__cudaRegisterFatBinary' in data else 'cpu')
+PY
+}
+
+find_cuobjdump() {  # the toolkit's, else the one triton's wheel (a torch dependency) ships
+  local tool
+  for tool in "${CUDA_ROOT:-/nonexistent}/bin/cuobjdump" "$(command -v cuobjdump || true)" \
+      "$($PY -c "import os, triton; print(os.path.join(os.path.dirname(triton.__file__), 'backends', 'nvidia', 'bin', 'cuobjdump'))" 2>/dev/null || true)"; do
+    if [ -n "$tool" ] && [ -x "$tool" ]; then echo "$tool"; return; fi
+  done
+}
+
+check_kernels() {  # check_kernels WHEEL: the device kernels of the ops vitdense's configs run, per architecture
+  local tool
+  tool=$(find_cuobjdump)
+  if [ -z "$tool" ]; then log "no cuobjdump found: device kernels not listed (the wheel does carry device code)"; return; fi
+  $PY - "$1" "$tool" <<'PY'
+import re, subprocess, sys, tempfile, zipfile
+wheel, tool = sys.argv[1:]
+with zipfile.ZipFile(wheel) as zf, tempfile.TemporaryDirectory() as tmp:
+    ext = next(n for n in zf.namelist() if re.fullmatch(r'mmcv/_ext[^/]*\.so', n))
+    run = subprocess.run([tool, '--dump-resource-usage', zf.extract(ext, tmp)], capture_output=True, text=True)
+if run.returncode:
+    sys.exit(f'[install] error: {tool} cannot read the device code of {wheel}: '
+             f'{(run.stderr.strip().splitlines() or ["?"])[-1]}; delete the wheel and run the install again')
+usage = run.stdout
+arch, kernels = None, {}
+for line in usage.splitlines():
+    found = re.search(r'arch = (sm_\d+)', line)
+    if found:
+        arch = found.group(1)
+    found = re.match(r'\s*Function (\S+):', line)
+    if found:
+        kernels.setdefault(arch, []).append(found.group(1))
+# Mask R-CNN / Cascade (RoIAlign, nms), Mask2Former's pixel decoder (multi-scale deformable attention)
+ops = {'RoIAlign': 'roi_align_(forward|backward)_cuda_kernel', 'nms': 'nms_cuda',
+       'MultiScaleDeformableAttention': 'ms_deformable_(im2col|col2im)'}
+missing = []
+for arch, names in sorted(kernels.items()):
+    counts = {op: sum(bool(re.search(pattern, name)) for name in names) for op, pattern in ops.items()}
+    print(f'[install] {arch}: {len(names)} kernels; ' + ', '.join(f'{op} {n}' for op, n in counts.items()))
+    missing += [f'{op} ({arch})' for op, n in counts.items() if n == 0]
+if not kernels or missing:
+    sys.exit(f'[install] error: the mmcv wheel {wheel} has no device kernels for {", ".join(missing) or "any op"}')
 PY
 }
 
@@ -158,6 +203,7 @@ print(':'.join(sorted(glob.glob(os.path.join(sysconfig.get_paths()['purelib'], '
   fi
   got=$(wheel_flavour "$dist"/mmcv-*.whl)
   [ "$got" = "$flavour" ] || die "the mmcv wheel built in $build has $got ops, expected $flavour; see the build log above"
+  if [ "$flavour" = cuda ]; then check_kernels "$dist"/mmcv-*.whl || exit 2; fi
   mkdir -p "$out"
   mv "$dist"/mmcv-*.whl "$out"/
   [ -n "${VITDENSE_BUILD_DIR:-}" ] || rm -rf "$build"
@@ -198,6 +244,7 @@ get_wheel() {  # prints the wheel's path; everything else goes to stderr
 if [ "$BUILD_ONLY" = 1 ]; then
   WHEEL=$(get_wheel)
   log "wheel: $WHEEL ($(du -h "$WHEEL" | cut -f1), $(wheel_flavour "$WHEEL") ops)"
+  if [ "$FLAVOUR" = cuda ]; then check_kernels "$WHEEL" || exit 2; fi
   exit 0
 fi
 

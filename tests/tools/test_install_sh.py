@@ -16,9 +16,31 @@ TORCH = torch.__version__.split('+')[0]
 OLD_KEY = f"mmcv-2.1.0-torch{torch.__version__.replace('+', '_')}"
 
 
-def fake_wheel(path, cuda: bool):
+NEEDS_NVCC = pytest.mark.skipif(shutil.which('nvcc') is None and not os.environ.get('CUDA_HOME'), reason='needs nvcc')
+# device kernels named as mmcv 2.1.0 names those of RoIAlign, nms and multi-scale deformable attention
+KERNELS = {
+    'roi_align': 'template <typename T> __global__ void roi_align_forward_cuda_kernel(T* x) { x[0] += 1; }\n'
+                 'template __global__ void roi_align_forward_cuda_kernel<float>(float*);\n',
+    'nms': '__global__ void nms_cuda(float* x) { x[0] = 0; }\n',
+    'ms_deform_attn': 'template <typename T> __global__ void ms_deformable_im2col_gpu_kernel(T* x) { x[0] = 2; }\n'
+                      'template __global__ void ms_deformable_im2col_gpu_kernel<float>(float*);\n',
+}
+
+
+def compiled_extension(tmp_path, ops=tuple(KERNELS)) -> bytes:
+    """A real shared object with sm_90 device code for the kernels of ``ops``, built by nvcc."""
+    source = tmp_path / 'kernels.cu'
+    source.write_text(''.join(KERNELS[op] for op in ops))
+    out = tmp_path / 'ext.so'
+    subprocess.run([shutil.which('nvcc') or os.path.join(os.environ['CUDA_HOME'], 'bin', 'nvcc'), '-shared',
+                    '-Xcompiler', '-fPIC', '-gencode', 'arch=compute_90,code=sm_90', str(source), '-o', str(out)],
+                   check=True, capture_output=True, timeout=300)
+    return out.read_bytes()
+
+
+def fake_wheel(path, cuda: bool, extension: bytes = None):
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    body = b'\x7fELF...' + (b'.nv_fatbin\x00__cudaRegisterFatBinary' if cuda else b'.text\x00.data')
+    body = extension or b'\x7fELF...' + (b'.nv_fatbin\x00__cudaRegisterFatBinary' if cuda else b'.text\x00.data')
     with zipfile.ZipFile(path, 'w') as wheel:
         wheel.writestr('mmcv/_ext.cpython-311-x86_64-linux-gnu.so', body)
         wheel.writestr('mmcv/__init__.py', '')
@@ -44,11 +66,12 @@ def test_old_cpu_cache_is_reused_under_the_cpu_key(tmp_path):
     assert new.read_bytes() == open(old, 'rb').read()
 
 
-@pytest.mark.skipif(shutil.which('nvcc') is None and not os.environ.get('CUDA_HOME'), reason='needs nvcc')
+@NEEDS_NVCC
 def test_cuda_key_names_arch_list_and_skips_a_cpu_wheel(tmp_path):
     key = tmp_path / f'mmcv-2.1.0-torch{TORCH}-cuda{torch.version.cuda}-sm80.86.89.90'
     fake_wheel(key / 'mmcv-2.1.0-0-cp311-cp311-linux_x86_64.whl', cuda=False)  # first in glob order
-    cuda = fake_wheel(key / 'mmcv-2.1.0-cp311-cp311-linux_x86_64.whl', cuda=True)
+    cuda = fake_wheel(key / 'mmcv-2.1.0-cp311-cp311-linux_x86_64.whl', cuda=True,
+                      extension=compiled_extension(tmp_path))
     # a CPU wheel under the old key is not taken for a CUDA build
     fake_wheel(tmp_path / OLD_KEY / 'mmcv-2.1.0-cp311-cp311-linux_x86_64.whl', cuda=False)
     run = install(tmp_path, VITDENSE_CUDA='1', TORCH_CUDA_ARCH_LIST='8.0;8.6;8.9;9.0')
@@ -56,7 +79,31 @@ def test_cuda_key_names_arch_list_and_skips_a_cpu_wheel(tmp_path):
     assert f'[install] mmcv ops flavour: CUDA {torch.version.cuda} for 8.0;8.6;8.9;9.0 (VITDENSE_CUDA=1)' \
         in run.stdout
     assert 'mmcv-2.1.0-0-cp311-cp311-linux_x86_64.whl: its ops are not cuda' in run.stderr
-    assert run.stdout.strip().splitlines()[-1] == f'[install] wheel: {cuda} (4.0K, cuda ops)'
+    size = subprocess.run(['du', '-h', cuda], capture_output=True, text=True).stdout.split()[0]
+    assert run.stdout.strip().splitlines()[-2:] == [
+        f'[install] wheel: {cuda} ({size}, cuda ops)',
+        '[install] sm_90: 3 kernels; RoIAlign 1, nms 1, MultiScaleDeformableAttention 1']
+
+
+@NEEDS_NVCC
+def test_cuda_wheel_without_an_ops_kernels_is_refused_in_one_line(tmp_path):
+    key = tmp_path / f'mmcv-2.1.0-torch{TORCH}-cuda{torch.version.cuda}-sm90'
+    wheel = fake_wheel(key / 'mmcv-2.1.0-cp311-cp311-linux_x86_64.whl', cuda=True,
+                       extension=compiled_extension(tmp_path, ops=('roi_align', 'nms')))
+    run = install(tmp_path, VITDENSE_CUDA='1', TORCH_CUDA_ARCH_LIST='9.0')
+    assert run.returncode == 2
+    assert run.stdout.strip().splitlines()[-1] == \
+        '[install] sm_90: 2 kernels; RoIAlign 1, nms 1, MultiScaleDeformableAttention 0'
+    assert run.stderr.strip().splitlines()[-1] == \
+        f'[install] error: the mmcv wheel {wheel} has no device kernels for MultiScaleDeformableAttention (sm_90)'
+    # a wheel whose device section cannot be read: one line too, saying what to do
+    os.remove(wheel)
+    broken = fake_wheel(key / 'mmcv-2.1.0-cp311-cp311-linux_x86_64.whl', cuda=True)
+    run = install(tmp_path, VITDENSE_CUDA='1', TORCH_CUDA_ARCH_LIST='9.0')
+    assert run.returncode == 2
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith('[install] error: ') and f'cannot read the device code of {broken}: ' in last
+    assert last.endswith('; delete the wheel and run the install again')
 
 
 def test_bad_switch_and_missing_nvcc_one_line(tmp_path):
