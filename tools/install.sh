@@ -16,7 +16,8 @@
 #   VITDENSE_CUDA=1  build the CUDA kernels even without a visible GPU (needs nvcc; FORCE_CUDA=1 for mmcv)
 #   VITDENSE_CUDA=0  never build them
 #   TORCH_CUDA_ARCH_LIST  GPU architectures to compile for (default "8.0;8.6;8.9;9.0": A100, RTX 30xx/A40,
-#                    L4/L40/RTX 40xx, H100/H200); each one adds roughly 30 minutes on 2 cores
+#                    L4/L40/RTX 40xx, H100/H200); each one adds roughly 20 minutes on 2 cores
+#                    (sm_90 alone: 30 minutes in all)
 #   VITDENSE_BUILD_ONLY=1  only build (or find) the mmcv wheel in the cache and print its path (and, for CUDA, the
 #                    kernels per architecture of the ops vitdense runs: RoIAlign, nms, MultiScaleDeformableAttention);
 #                    installs nothing
@@ -191,7 +192,7 @@ build_wheel() {  # build_wheel FLAVOUR OUT_DIR: mmcv's sdist -> a verified wheel
     extra=$($PY -c "
 import glob, os, sysconfig
 print(':'.join(sorted(glob.glob(os.path.join(sysconfig.get_paths()['purelib'], 'nvidia', '*', 'include')))))")
-    log "building mmcv $MMCV_VERSION with CUDA kernels for $ARCH_LIST (about 11 minutes plus ~30 per architecture on 2 cores, done once)"
+    log "building mmcv $MMCV_VERSION with CUDA kernels for $ARCH_LIST (about 11 minutes plus ~20 per architecture on 2 cores, done once)"
     (cd "$src" && MMCV_WITH_OPS=1 FORCE_CUDA=1 CUDA_HOME="$CUDA_ROOT" TORCH_CUDA_ARCH_LIST="$ARCH_LIST" \
       CPATH="${CPATH:+$CPATH:}$extra" MAX_JOBS=${MAX_JOBS:-$(nproc)} \
       $PIP wheel -q --no-build-isolation --no-deps -w "$dist" .)
