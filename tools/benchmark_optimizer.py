@@ -43,14 +43,15 @@ def main(argv=None):
     from mmengine.optim import build_optim_wrapper
     from mmengine.registry import init_default_scope
 
-    from vitdense import analysis
-    analysis.set_threads(args.threads)
+    from vitdense.analysis.speed import set_threads
+    from vitdense.runtime.config import build_model
+    set_threads(args.threads)
     cfg = load_config(args.config)
     if cfg.get('optim_wrapper', {}).get('optimizer', {}).get('type') not in ('AdamW', 'Adam'):
         raise UserError(f'{args.config}: the variants are AdamW / Adam kernels; this config uses '
                         f"{cfg.get('optim_wrapper', {}).get('optimizer', {}).get('type')}")
     init_default_scope(cfg.default_scope)
-    model = analysis.build_model(cfg)
+    model = build_model(cfg)
     torch.manual_seed(0)
     grads = [torch.randn_like(p) * 1e-3 for p in model.parameters() if p.requires_grad]
     copies, wrappers = {}, {}

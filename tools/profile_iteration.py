@@ -157,15 +157,18 @@ def profile_runner(runner, iters, parts_timer_cls, parts):
     return clock.iterations, logged
 
 
-def profile_fixed_batch(runner, repeats, parts, ops, clock=time.perf_counter):
-    """The first batch trained on ``repeats`` times; per-part forward / backward, optimiser, zero_grad."""
+def profile_fixed_batch(runner, cfg, repeats, parts, ops, clock=time.perf_counter):
+    """The config's first batch trained on ``repeats`` times; per-part forward / backward, optimiser, zero_grad."""
     import torch
 
+    from vitdense.analysis.iteration import first_batches
     from vitdense.analysis.profiling import PartTimer
     model = runner.model.module if hasattr(runner.model, 'module') else runner.model
     optim_wrapper = runner.optim_wrapper
     start = clock()
-    batch = next(iter(runner.train_dataloader))
+    # a loader of its own: a second iterator over the runner's (mmdet's aspect-ratio batch sampler over an
+    # infinite sampler) can wait forever for a batch
+    batch = first_batches(cfg, 1)[0]
     data_s = clock() - start
     rows = []
     op_table = None
@@ -211,9 +214,9 @@ def main(argv=None):
         raise UserError('--runner-iters and --repeats must be >= 0, and one of them > 0')
     import torch
 
-    from vitdense import analysis
     from vitdense.analysis.profiling import PartTimer, model_parts
-    analysis.set_threads(args.threads)
+    from vitdense.analysis.speed import set_threads
+    set_threads(args.threads)
     work_dir = tempfile.mkdtemp(prefix='profile_iteration_')
     cfg = load_config(args.config, args.cfg_options, work_dir=work_dir)
     if 'train_dataloader' not in cfg or 'optim_wrapper' not in cfg:
@@ -255,7 +258,7 @@ def main(argv=None):
             runner._init_model_weights()
             model.train()
         clock = time.process_time if args.clock == 'cpu' else time.perf_counter
-        data_s, batch, rows, op_table = profile_fixed_batch(runner, args.repeats, parts, args.ops, clock)
+        data_s, batch, rows, op_table = profile_fixed_batch(runner, cfg, args.repeats, parts, args.ops, clock)
         shapes = ', '.join('x'.join(map(str, img.shape)) for img in batch['inputs'])
         print(f'\n== a fixed batch ({shapes}), trained on {args.repeats} times; medians of repeats 2-{args.repeats}, '
               f'{args.clock} seconds ==')
@@ -265,7 +268,7 @@ def main(argv=None):
         fwd_parts = {k: _median([r[1].get(k, 0.0) for r in used]) for k in parts}
         bwd_keys = sorted({k for r in used for k in r[2]}, key=lambda k: -_median([r[2].get(k, 0.0) for r in used]))
         bwd_parts = {k: _median([r[2].get(k, 0.0) for r in used]) for k in bwd_keys}
-        lines = [('data: load + pipeline (one batch, not repeated)', data_s), ('preprocess', steps['preprocess'])]
+        lines = [('data: loader start + load + pipeline (one batch, not repeated)', data_s), ('preprocess', steps['preprocess'])]
         lines += [(f'forward  {k}', v) for k, v in fwd_parts.items()]
         lines.append(('forward  other (targets, sampling, losses)', steps['forward'] - sum(fwd_parts.values())))
         lines += [(f'backward {k}', v) for k, v in bwd_parts.items()]

@@ -1,0 +1,64 @@
+"""tools/profile_iteration.py and tools/benchmark_optimizer.py run end to end on a small Mask R-CNN (the mini
+config with a narrow Swin): their tables add up and name every part."""
+import importlib.util
+import os
+import re
+
+import pytest
+
+from tests.conftest import REPO
+
+DET_MINI = os.path.join(REPO, 'configs/swin/mask-rcnn_swin-t-p4-w7_fpn_mini-coco.py')
+
+
+def tool(name):
+    spec = importlib.util.spec_from_file_location(f'vitdense_tool_{name}', os.path.join(REPO, 'tools', f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope='module')
+def small_config(tmp_path_factory):
+    path = tmp_path_factory.mktemp('cfg') / 'mask-rcnn_small-swin_mini-coco.py'
+    path.write_text(f'_base_ = {DET_MINI!r}\n'
+                    'model = dict(backbone=dict(arch=dict(_delete_=True, embed_dim=16, depths=(1, 1, 1, 1), num_heads=(1, 1, 2, 2)),'
+                    ' init_cfg=None), neck=dict(in_channels=[16, 32, 64, 128]))\n')
+    return str(path)
+
+
+def test_profile_iteration_splits_runner_iterations_and_a_fixed_batch(small_config, capsys):
+    tool('profile_iteration').main([small_config, '--runner-iters', '2', '--repeats', '2', '--threads', '1'])
+    out = capsys.readouterr().out
+    runner_rows = re.findall(r'^\s+(\d) +([\d.]+) +([\d.]+) +([\d.]+) +([\d.]+) +([\d.]+) +([\d.]+) +(-?[\d.]+)  '
+                             r'(\d+) / (\d+)$', out, re.M)
+    assert [r[0] for r in runner_rows] == ['1', '2']
+    for row in runner_rows:
+        logged, data, fwd, bwd, optim, hooks, rest = map(float, row[1:8])
+        assert fwd > 0 and bwd > 0 and optim > 0 and int(row[8]) > 0  # RoIs reached the bbox head
+        assert logged == pytest.approx(data + fwd + bwd + optim + hooks + rest, abs=0.03)
+    # the fixed batch: each part's forward and backward, and the lines add up to the total they are shares of
+    lines = dict(re.findall(r'^(\S.*?)\s+([\d.]+) s +[\d.]+%$', out, re.M))
+    for part in ('backbone', 'neck', 'rpn_head', 'roi_head.bbox_roi_extractor', 'roi_head.bbox_head',
+                 'roi_head.mask_roi_extractor', 'roi_head.mask_head'):
+        assert float(lines[f'forward  {part}']) > 0 and float(lines[f'backward {part}']) > 0, part
+    total = re.search(r'train step total .*: ([\d.]+) s; forward ([\d.]+) s, backward ([\d.]+) s', out)
+    train_step, forward, backward = map(float, total.groups())
+    backward_lines = sum(float(v) for k, v in lines.items() if k.startswith('backward '))
+    assert backward_lines == pytest.approx(backward, rel=0.02)  # the nodes plus the engine's share: the whole pass
+    shares = sum(float(v) for k, v in lines.items() if not k.startswith('data'))
+    assert shares == pytest.approx(train_step, rel=0.02)
+
+
+def test_benchmark_optimizer_compares_the_variants(small_config, capsys):
+    tool('benchmark_optimizer').main([small_config, '--repeats', '1', '--threads', '1'])
+    out = capsys.readouterr().out
+    rows = {m[0].strip(): (int(m[1]), float(m[2])) for m in
+            re.findall(r'^(\w+ groups, [\w-]+)\s+(\d+) .* ([\d.e+-]+)$', out, re.M)}
+    assert list(rows) == ['default groups, for-loop', 'merged groups, for-loop', 'merged groups, foreach',
+                          'default groups, fused', 'merged groups, fused']
+    # one group per tensor under mmengine's constructor (paramwise_cfg), decay / no decay once merged
+    assert rows['default groups, for-loop'][0] > 50 and rows['merged groups, for-loop'][0] == 2
+    # the same updates: bitwise for the for-loop and foreach kernels, to float rounding for the fused one
+    assert rows['merged groups, for-loop'][1] == rows['merged groups, foreach'][1] == 0.0
+    assert 0.0 <= rows['merged groups, fused'][1] < 1e-5
