@@ -16,6 +16,11 @@ vitdense.ConvNeXt) with the same architecture, on the same input, timed in alter
 prints the ratios (of the medians and of the minima: noise only ever adds time). Without --backbone-only each
 reference backbone is swapped into a copy of the full model.
 
+``--test`` times whole-model inference the same way (``model.test_step``: preprocessing, forward and
+post-processing, what ``tools/test.py`` runs per batch less data loading and the metric) on the config's first
+``--batches`` test batches, with ``--compare`` next to the same reference config, both in eval mode with the same
+weights.
+
 ``--backbone-only --train`` times the backbone's training step instead: forward and backward (a loss on all
 output maps), the model in training mode with stochastic depth off on every side, so all do the same work.
 
@@ -62,8 +67,10 @@ def build_parser():
     parser.add_argument('--train', action='store_true',
                         help='time whole training iterations on the config\'s own batches; with --backbone-only, the '
                              'backbone\'s forward + backward (see above)')
+    parser.add_argument('--test', action='store_true',
+                        help="time whole-model inference (test_step) on the config's own test batches (see above)")
     parser.add_argument('--batches', type=int, default=2,
-                        help='--train: training batches, each timed --repeats times (default: 2)')
+                        help='--train / --test: batches, each timed --repeats times (default: 2)')
     parser.add_argument('--reference-config',
                         help="--train --compare: the reference config (default: the one vitdense.analysis.iteration "
                              "names for CONFIG), e.g. mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py")
@@ -87,7 +94,7 @@ def make_runner(model, inputs, samples, backbone_only, train=False):
 
 
 def train_main(args):
-    """--train: whole training iterations, optionally next to the reference config's."""
+    """--train / --test: whole training iterations or test steps, optionally next to the reference config's."""
     import statistics
 
     from vitdense.analysis import iteration as benchmarking
@@ -96,7 +103,10 @@ def train_main(args):
         raise UserError('--batches and --repeats must be positive and --warmup >= 0')
     speed.set_threads(args.threads)
     cfg = load_config(args.config, args.cfg_options)
-    if 'train_dataloader' not in cfg or 'optim_wrapper' not in cfg:
+    split = 'test' if args.test else 'train'
+    if args.test and 'test_dataloader' not in cfg:
+        raise UserError(f'{args.config} has no test_dataloader: --test needs a config with one')
+    if not args.test and ('train_dataloader' not in cfg or 'optim_wrapper' not in cfg):
         raise UserError(f'{args.config} has no train_dataloader / optim_wrapper: --train needs a training config')
     seed = cfg.get('randomness', {}).get('seed', 0)
     configs = {'vitdense': cfg}
@@ -114,15 +124,23 @@ def train_main(args):
         reference_model = trainers[next(iter(configs))][0]
         benchmarking.copy_weights(reference_model, trainers['vitdense'][0])
     benchmarking.seed_everything(seed)
-    batches = benchmarking.first_batches(cfg, args.batches)
+    batches = benchmarking.first_batches(cfg, args.batches, split)
     shapes = '; '.join(', '.join('x'.join(map(str, img.shape)) for img in b['inputs']) for b in batches)
     import torch
-    print(f'{args.config}: training iterations (train_step) on {args.batches} batch(es) [{shapes}], '
+    what = 'inference (test_step)' if args.test else 'training iterations (train_step)'
+    print(f'{args.config}: {what} on {args.batches} batch(es) [{shapes}], '
           f'{torch.get_num_threads()} CPU threads, warm-up {args.warmup} round(s), {args.repeats} timed '
           'round(s), interleaved')
-    times = benchmarking.time_train_steps(trainers, batches, args.repeats, warmup=args.warmup)
+    if args.test:
+        for model, _ in trainers.values():
+            model.eval()
+        times = benchmarking.time_test_steps({k: m for k, (m, _) in trainers.items()}, batches, args.repeats,
+                                             warmup=args.warmup)
+    else:
+        times = benchmarking.time_train_steps(trainers, batches, args.repeats, warmup=args.warmup)
     width = max(len(label) for label in times) + 2
-    print(f'\n{"config":<{width}} {"min s":>8} {"median s":>9} {"CPU min s":>10} {"CPU median s":>13}  losses')
+    losses = '' if args.test else 'losses'
+    print(f'\n{"config":<{width}} {"min s":>8} {"median s":>9} {"CPU min s":>10} {"CPU median s":>13}  {losses}')
     for label, t in times.items():
         print(f'{label:<{width}} {min(t.wall):>8.2f} {statistics.median(t.wall):>9.2f} {min(t.cpu):>10.2f} '
               f'{statistics.median(t.cpu):>13.2f}  {" ".join(f"{v:.4f}" for v in t.losses)}')
@@ -137,7 +155,11 @@ def train_main(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.train and not args.backbone_only:
+    if args.train and args.test:
+        raise UserError('--train and --test time different things: pass one of them')
+    if args.test and args.backbone_only:
+        raise UserError('--test times the whole model; for the backbone alone drop --test')
+    if (args.train and not args.backbone_only) or args.test:
         return train_main(args)
     import torch
     from vitdense.analysis import flops, parse_size, references, speed

@@ -40,3 +40,25 @@ def test_copied_weights_give_mmdets_features():
     assert not torch.allclose(before[0], expected[0], atol=1e-3)  # different weights before the copy
     for a, b in zip(got, expected):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_same_weights_same_predictions_as_mmdets_config():
+    """What --test --compare times is the same computation on both sides: mmdet's config (mmdet's Swin, mmcv's
+    RoIAlign) and vitdense's, holding the same weights, predict the same boxes, scores and masks."""
+    cfg = load_config(DET_MINI)
+    ref_cfg = benchmarking.reference_config(cfg, benchmarking.REFERENCE_CONFIGS['mask-rcnn_swin-t-p4-w7_fpn_mini-coco'])
+    benchmarking.seed_everything(0)
+    reference, _ = benchmarking.build_trainer(ref_cfg)
+    ours, _ = benchmarking.build_trainer(cfg)
+    benchmarking.copy_weights(reference, ours)
+    reference.eval(), ours.eval()
+    batch = benchmarking.first_batches(cfg, 1, 'test')[0]
+    with torch.no_grad():
+        expected, got = reference.test_step(dict(batch))[0].pred_instances, ours.test_step(dict(batch))[0].pred_instances
+    assert len(expected) > 10  # random weights still keep many detections above the score threshold
+    torch.testing.assert_close(got.scores, expected.scores, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(got.bboxes, expected.bboxes, rtol=1e-4, atol=1e-3)
+    assert torch.equal(got.labels, expected.labels)
+    assert (got.masks != expected.masks).float().mean() < 1e-3  # binarised at 0.5: a pixel may flip at the edge
+    times = benchmarking.time_test_steps({'mmdet': reference, 'vitdense': ours}, [batch], repeats=2, warmup=0)
+    assert [len(t.wall) for t in times.values()] == [2, 2] and all(w > 0 for t in times.values() for w in t.wall)

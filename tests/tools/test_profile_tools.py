@@ -62,3 +62,27 @@ def test_benchmark_optimizer_compares_the_variants(small_config, capsys):
     # the same updates: bitwise for the for-loop and foreach kernels, to float rounding for the fused one
     assert rows['merged groups, for-loop'][1] == rows['merged groups, foreach'][1] == 0.0
     assert 0.0 <= rows['merged groups, fused'][1] < 1e-5
+
+
+def test_benchmark_times_inference_next_to_mmdets_config(capsys):
+    times = tool('benchmark').main([DET_MINI, '--test', '--compare', '--batches', '1', '--repeats', '2',
+                                    '--warmup', '0'])
+    reference, ours = times.values()
+    assert [len(reference.wall), len(ours.wall)] == [2, 2] and not ours.losses
+    out = capsys.readouterr().out
+    assert 'inference (test_step) on 1 batch(es)' in out
+    minima = float(re.search(r'minima ([\d.]+)x', out).group(1))
+    assert minima == pytest.approx(min(reference.wall) / min(ours.wall), abs=0.006)
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['--train', '--test'], 'error: --train and --test time different things: pass one of them'),
+    (['--test', '--backbone-only'], 'error: --test times the whole model; for the backbone alone drop --test'),
+])
+def test_benchmark_refuses_mixed_modes_in_one_line(argv, message, capsys):
+    from vitdense.runtime.errors import run_tool
+    benchmark = tool('benchmark')
+    with pytest.raises(SystemExit) as exit_info:
+        run_tool(lambda: benchmark.main([DET_MINI, *argv]))
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [message]

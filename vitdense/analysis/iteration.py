@@ -100,11 +100,30 @@ def time_train_steps(trainers: Dict[str, Tuple[nn.Module, object]], batches: lis
     return times
 
 
-def first_batches(cfg, count: int) -> list:
-    """The first ``count`` batches of ``cfg``'s train loader (its seed, sampler and pipeline)."""
+def time_test_steps(models: Dict[str, nn.Module], batches: list, repeats: int,
+                    warmup: int = 1) -> Dict[str, IterationTimes]:
+    """``model.test_step`` (preprocessing, forward, post-processing: what ``tools/test.py`` runs per batch, less
+    data loading and the metric) of every model on every batch, interleaved; ``losses`` stays empty."""
+    times = {label: IterationTimes() for label in models}
+    with torch.no_grad():
+        for round_ in range(warmup + repeats):
+            for batch in batches:
+                for label, model in models.items():
+                    wall, cpu = time.perf_counter(), time.process_time()
+                    model.test_step(copy.copy(batch))
+                    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+                    if round_ >= warmup:
+                        times[label].wall.append(wall)
+                        times[label].cpu.append(cpu)
+    return times
+
+
+def first_batches(cfg, count: int, split: str = 'train') -> list:
+    """The first ``count`` batches of ``cfg``'s ``split`` ('train' or 'test') loader (its seed, sampler and
+    pipeline)."""
     from mmengine.runner import Runner
     seed = cfg.get('randomness', {}).get('seed', 0)
-    loader = Runner.build_dataloader(copy.deepcopy(cfg.train_dataloader), seed=seed)
+    loader = Runner.build_dataloader(copy.deepcopy(cfg[f'{split}_dataloader']), seed=seed)
     iterator = iter(loader)
     return [next(iterator) for _ in range(count)]
 
