@@ -1,21 +1,10 @@
 """tools/profile_iteration.py and tools/benchmark_optimizer.py run end to end on a small Mask R-CNN (the mini
 config with a narrow Swin): their tables add up and name every part."""
-import importlib.util
-import os
 import re
 
 import pytest
 
-from tests.conftest import REPO
-
-DET_MINI = os.path.join(REPO, 'configs/swin/mask-rcnn_swin-t-p4-w7_fpn_mini-coco.py')
-
-
-def tool(name):
-    spec = importlib.util.spec_from_file_location(f'vitdense_tool_{name}', os.path.join(REPO, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.tools.test_tools import DET_MINI, tool
 
 
 @pytest.fixture(scope='module')
