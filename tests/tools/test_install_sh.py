@@ -17,6 +17,19 @@ OLD_KEY = f"mmcv-2.1.0-torch{torch.__version__.replace('+', '_')}"
 
 
 NEEDS_NVCC = pytest.mark.skipif(shutil.which('nvcc') is None and not os.environ.get('CUDA_HOME'), reason='needs nvcc')
+
+
+def _cuobjdump():
+    """What install.sh finds besides a toolkit's own: cuobjdump on PATH, or the one triton's wheel ships."""
+    try:
+        import triton
+        shipped = os.path.join(os.path.dirname(triton.__file__), 'backends', 'nvidia', 'bin', 'cuobjdump')
+    except ImportError:
+        shipped = ''
+    return shutil.which('cuobjdump') or (shipped if os.access(shipped, os.X_OK) else None)
+
+
+NEEDS_CUOBJDUMP = pytest.mark.skipif(_cuobjdump() is None, reason='needs cuobjdump (PATH or triton)')
 # device kernels named as mmcv 2.1.0 names those of RoIAlign, nms and multi-scale deformable attention
 KERNELS = {
     'roi_align': 'template <typename T> __global__ void roi_align_forward_cuda_kernel(T* x) { x[0] += 1; }\n'
@@ -67,6 +80,7 @@ def test_old_cpu_cache_is_reused_under_the_cpu_key(tmp_path):
 
 
 @NEEDS_NVCC
+@NEEDS_CUOBJDUMP
 def test_cuda_key_names_arch_list_and_skips_a_cpu_wheel(tmp_path):
     key = tmp_path / f'mmcv-2.1.0-torch{TORCH}-cuda{torch.version.cuda}-sm80.86.89.90'
     fake_wheel(key / 'mmcv-2.1.0-0-cp311-cp311-linux_x86_64.whl', cuda=False)  # first in glob order
@@ -86,6 +100,7 @@ def test_cuda_key_names_arch_list_and_skips_a_cpu_wheel(tmp_path):
 
 
 @NEEDS_NVCC
+@NEEDS_CUOBJDUMP
 def test_cuda_wheel_without_an_ops_kernels_is_refused_in_one_line(tmp_path):
     key = tmp_path / f'mmcv-2.1.0-torch{TORCH}-cuda{torch.version.cuda}-sm90'
     wheel = fake_wheel(key / 'mmcv-2.1.0-cp311-cp311-linux_x86_64.whl', cuda=True,
