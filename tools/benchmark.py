@@ -93,7 +93,7 @@ def make_runner(model, inputs, samples, backbone_only, train=False):
     return lambda: model(inputs, samples, mode='predict')
 
 
-def train_main(args):
+def whole_model_main(args):
     """--train / --test: whole training iterations or test steps, optionally next to the reference config's."""
     import statistics
 
@@ -160,7 +160,7 @@ def main(argv=None):
     if args.test and args.backbone_only:
         raise UserError('--test times the whole model; for the backbone alone drop --test')
     if (args.train and not args.backbone_only) or args.test:
-        return train_main(args)
+        return whole_model_main(args)
     import torch
     from vitdense.analysis import flops, parse_size, references, speed
     from vitdense.runtime.config import build_model

@@ -268,7 +268,8 @@ def main(argv=None):
         fwd_parts = {k: _median([r[1].get(k, 0.0) for r in used]) for k in parts}
         bwd_keys = sorted({k for r in used for k in r[2]}, key=lambda k: -_median([r[2].get(k, 0.0) for r in used]))
         bwd_parts = {k: _median([r[2].get(k, 0.0) for r in used]) for k in bwd_keys}
-        lines = [('data: loader start + load + pipeline (one batch, not repeated)', data_s), ('preprocess', steps['preprocess'])]
+        lines = [('data: loader start + load + pipeline (one batch, not repeated)', data_s),
+                 ('preprocess', steps['preprocess'])]
         lines += [(f'forward  {k}', v) for k, v in fwd_parts.items()]
         lines.append(('forward  other (targets, sampling, losses)', steps['forward'] - sum(fwd_parts.values())))
         lines += [(f'backward {k}', v) for k, v in bwd_parts.items()]

@@ -11,8 +11,8 @@ from tests.tools.test_tools import DET_MINI, tool
 def small_config(tmp_path_factory):
     path = tmp_path_factory.mktemp('cfg') / 'mask-rcnn_small-swin_mini-coco.py'
     path.write_text(f'_base_ = {DET_MINI!r}\n'
-                    'model = dict(backbone=dict(arch=dict(_delete_=True, embed_dim=16, depths=(1, 1, 1, 1), num_heads=(1, 1, 2, 2)),'
-                    ' init_cfg=None), neck=dict(in_channels=[16, 32, 64, 128]))\n')
+                    'model = dict(backbone=dict(arch=dict(_delete_=True, embed_dim=16, depths=(1, 1, 1, 1), '
+                    'num_heads=(1, 1, 2, 2)), init_cfg=None), neck=dict(in_channels=[16, 32, 64, 128]))\n')
     return str(path)
 
 

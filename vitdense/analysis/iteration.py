@@ -10,7 +10,7 @@ import copy
 import os.path as osp
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -82,40 +82,45 @@ class IterationTimes:
     losses: List[float] = field(default_factory=list)
 
 
-def time_train_steps(trainers: Dict[str, Tuple[nn.Module, object]], batches: list, repeats: int,
-                     warmup: int = 1) -> Dict[str, IterationTimes]:
-    """``model.train_step`` of every trainer on every batch, interleaved (a, b, a, b, ...) so that a change of
-    machine load hits all alike; ``warmup`` untimed rounds first. One entry per batch and repeat."""
-    times = {label: IterationTimes() for label in trainers}
+def _time_interleaved(steps: Dict[str, Callable[[dict], Optional[float]]], batches: list, repeats: int,
+                      warmup: int) -> Dict[str, IterationTimes]:
+    """Every step (a function of a batch returning its loss, or None) on every batch, interleaved (a, b, a, b,
+    ...) so that a change of machine load hits all alike; ``warmup`` untimed rounds first."""
+    times = {label: IterationTimes() for label in steps}
     for round_ in range(warmup + repeats):
         for batch in batches:
-            for label, (model, optim_wrapper) in trainers.items():
+            for label, step in steps.items():
                 wall, cpu = time.perf_counter(), time.process_time()
-                log_vars = model.train_step(copy.copy(batch), optim_wrapper)
+                loss = step(copy.copy(batch))
                 wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
                 if round_ >= warmup:
                     times[label].wall.append(wall)
                     times[label].cpu.append(cpu)
-                    times[label].losses.append(float(log_vars['loss']))
+                    if loss is not None:
+                        times[label].losses.append(loss)
     return times
+
+
+def time_train_steps(trainers: Dict[str, Tuple[nn.Module, object]], batches: list, repeats: int,
+                     warmup: int = 1) -> Dict[str, IterationTimes]:
+    """``model.train_step`` of every trainer on every batch, interleaved; one entry per batch and repeat."""
+    def train_step(model, optim_wrapper):
+        return lambda batch: float(model.train_step(batch, optim_wrapper)['loss'])
+    return _time_interleaved({label: train_step(*trainer) for label, trainer in trainers.items()}, batches,
+                             repeats, warmup)
 
 
 def time_test_steps(models: Dict[str, nn.Module], batches: list, repeats: int,
                     warmup: int = 1) -> Dict[str, IterationTimes]:
     """``model.test_step`` (preprocessing, forward, post-processing: what ``tools/test.py`` runs per batch, less
     data loading and the metric) of every model on every batch, interleaved; ``losses`` stays empty."""
-    times = {label: IterationTimes() for label in models}
+    def test_step(model):
+        def step(batch):
+            model.test_step(batch)  # no loss to report
+        return step
     with torch.no_grad():
-        for round_ in range(warmup + repeats):
-            for batch in batches:
-                for label, model in models.items():
-                    wall, cpu = time.perf_counter(), time.process_time()
-                    model.test_step(copy.copy(batch))
-                    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-                    if round_ >= warmup:
-                        times[label].wall.append(wall)
-                        times[label].cpu.append(cpu)
-    return times
+        return _time_interleaved({label: test_step(model) for label, model in models.items()}, batches, repeats,
+                                 warmup)
 
 
 def first_batches(cfg, count: int, split: str = 'train') -> list:

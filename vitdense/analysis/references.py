@@ -6,7 +6,7 @@ implementations a user could pick instead), compared in one run. Each builder ta
 input size (H, W) and returns an nn.Module with the same architecture, taking NCHW images and returning a sequence
 of NCHW maps (so it can also stand in for the backbone inside a full model).
 """
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Tuple
 
 import torch.nn as nn
 
@@ -38,11 +38,6 @@ def reference_backbones(backbone: nn.Module, image_size: Tuple[int, int] = (512,
         reference.eval()  # (some train() overrides, e.g. mmdet's Swin, return None)
         built.append((description, reference))
     return built
-
-
-def reference_backbone(backbone: nn.Module, image_size: Optional[Tuple[int, int]] = None) -> Tuple[str, nn.Module]:
-    """The first registered reference of ``backbone`` (see :func:`reference_backbones`)."""
-    return reference_backbones(backbone, image_size or (512, 512))[0]
 
 
 @register_reference(SwinTransformer, "mmdet's SwinTransformer")
