@@ -32,6 +32,11 @@ and seed and started from the same weights; iterations interleaved, ratios of th
 (wall and process CPU time). Example, a few minutes on 2 cores:
 
     python tools/benchmark.py configs/swin/mask-rcnn_swin-t-p4-w7_fpn_mini-coco.py --train --compare
+
+``--amp bf16``: with ``--train`` / ``--test``, vitdense's side trains / infers as ``tools/train.py`` / ``tools/test.py
+--amp bf16`` run it (the network under bfloat16 autocast, box arithmetic in float32; a config can also say so
+itself), the reference config as it is (mmengine's AmpOptimWrapper cannot be built without a GPU). With
+``--backbone-only`` every implementation runs under bfloat16 autocast, and each reference also in float32.
 """
 import argparse
 import copy
@@ -71,6 +76,10 @@ def build_parser():
                         help="time whole-model inference (test_step) on the config's own test batches (see above)")
     parser.add_argument('--batches', type=int, default=2,
                         help='--train / --test: batches, each timed --repeats times (default: 2)')
+    parser.add_argument('--amp', choices=('bf16',), default=None,
+                        help='bfloat16 autocast (see above): --train / --test: vitdense\'s side as tools/train.py / '
+                             'tools/test.py --amp bf16 run it; --backbone-only: every implementation, the references '
+                             'also in float32')
     parser.add_argument('--reference-config',
                         help="--train --compare: the reference config (default: the one vitdense.analysis.iteration "
                              "names for CONFIG), e.g. mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py")
@@ -81,16 +90,24 @@ def parse_args(argv=None):
     return build_parser().parse_args(argv)
 
 
-def make_runner(model, inputs, samples, backbone_only, train=False):
-    if train:
-        def train_step():
-            loss = sum(out.float().square().mean() for out in model(inputs))
-            loss.backward()
-            model.zero_grad(set_to_none=True)
-        return train_step
-    if backbone_only:
-        return lambda: model(inputs)
-    return lambda: model(inputs, samples, mode='predict')
+def make_runner(model, inputs, samples, backbone_only, train=False, dtype=None):
+    """One timed call; under ``autocast_network(model, dtype)`` when a dtype is given (a bare backbone: all of it)."""
+    import contextlib
+
+    from vitdense.engine.mixed_precision import autocast_network
+    precision = (lambda: autocast_network(model, dtype)) if dtype is not None else contextlib.nullcontext
+
+    def run():
+        with precision():
+            if train:
+                loss = sum(out.float().square().mean() for out in model(inputs))
+            elif backbone_only:
+                return model(inputs)
+            else:
+                return model(inputs, samples, mode='predict')
+        loss.backward()
+        model.zero_grad(set_to_none=True)
+    return run
 
 
 def whole_model_main(args):
@@ -103,6 +120,12 @@ def whole_model_main(args):
         raise UserError('--batches and --repeats must be positive and --warmup >= 0')
     speed.set_threads(args.threads)
     cfg = load_config(args.config, args.cfg_options)
+    if args.amp:
+        from vitdense.runtime.launch import set_mixed_precision, set_test_precision
+        if args.test:
+            set_test_precision(cfg, args.amp)
+        else:
+            set_mixed_precision(cfg, args.amp)
     split = 'test' if args.test else 'train'
     if args.test and 'test_dataloader' not in cfg:
         raise UserError(f'{args.config} has no test_dataloader: --test needs a config with one')
@@ -128,6 +151,9 @@ def whole_model_main(args):
     shapes = '; '.join(', '.join('x'.join(map(str, img.shape)) for img in b['inputs']) for b in batches)
     import torch
     what = 'inference (test_step)' if args.test else 'training iterations (train_step)'
+    precisions = {label: benchmarking.test_precision(c) if args.test else benchmarking.train_precision(c)
+                  for label, c in configs.items()}
+    what += ', ' + ', '.join(f'{label} in {str(dtype or torch.float32)[6:]}' for label, dtype in precisions.items())
     print(f'{args.config}: {what} on {args.batches} batch(es) [{shapes}], '
           f'{torch.get_num_threads()} CPU threads, warm-up {args.warmup} round(s), {args.repeats} timed '
           'round(s), interleaved')
@@ -135,7 +161,7 @@ def whole_model_main(args):
         for model, _ in trainers.values():
             model.eval()
         times = benchmarking.time_test_steps({k: m for k, (m, _) in trainers.items()}, batches, args.repeats,
-                                             warmup=args.warmup)
+                                             warmup=args.warmup, dtypes=precisions)
     else:
         times = benchmarking.time_train_steps(trainers, batches, args.repeats, warmup=args.warmup)
     width = max(len(label) for label in times) + 2
@@ -186,19 +212,22 @@ def main(argv=None):
     samples = None if args.backbone_only else flops.synthetic_samples(cfg.default_scope, args.batch_size, shape)
     name = backbone.__class__.__name__
     prefix = '' if args.backbone_only else f'{type(model).__name__} + '
-    models = {f'{prefix}vitdense {name}': model}
+    dtype = torch.bfloat16 if args.amp == 'bf16' else None
+    suffix = ' (bf16)' if dtype else ''
+    models = {f'{prefix}vitdense {name}{suffix}': (model, dtype)}
     if args.compare:  # ConfigError (one line) if there is no reference
         for description, reference in references.reference_backbones(backbone, shape):
-            if args.backbone_only:
-                models[description] = reference
-            else:
+            if not args.backbone_only:  # the reference backbone inside a copy of the full model
                 full = copy.deepcopy(model)
                 full.backbone = reference
-                models[prefix + description] = full
+                reference, description = full, prefix + description
+            models[description + suffix] = (reference, dtype)
+            if dtype:  # the reference as a user runs it by default, too
+                models[description + ' (fp32)'] = (reference, None)
     runners = {}
-    for label, m in models.items():
+    for label, (m, precision) in models.items():
         m.to(device).train(args.train)
-        runners[label] = make_runner(m, inputs, samples, args.backbone_only, train=args.train)
+        runners[label] = make_runner(m, inputs, samples, args.backbone_only, train=args.train, dtype=precision)
     what = 'backbone training step (forward + backward)' if args.train else \
         'backbone' if args.backbone_only else 'model (predict)'
     print(f'{args.config}: {what}, input {args.batch_size}x3x{shape[0]}x{shape[1]}, device {device}, '

@@ -1,7 +1,7 @@
 """Evaluate a checkpoint: COCO bbox / segm AP (pycocotools) for detection configs, mIoU for segmentation,
 top-1 accuracy for classification.
 
-    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--show-dir DIR] [--cfg-options k=v ...]
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--show-dir DIR] [--amp bf16] [--cfg-options k=v ...]
 """
 import argparse
 import os
@@ -13,7 +13,7 @@ from vitdense.runtime.config import DictAction, load_config  # noqa: E402
 from vitdense.runtime.data_checks import check_data  # noqa: E402
 from vitdense.runtime.errors import run_tool  # noqa: E402
 from vitdense.runtime.launch import (add_launcher_args, build_runner, parse_launcher_args,  # noqa: E402
-                                     setup_cpu_distributed, unwrapped_model)
+                                     set_test_precision, setup_cpu_distributed, unwrapped_model)
 
 
 def parse_args():
@@ -22,6 +22,9 @@ def parse_args():
     parser.add_argument('checkpoint', help='checkpoint (.pth) written by tools/train.py')
     parser.add_argument('--work-dir', help='where the evaluation log and metrics go')
     parser.add_argument('--show-dir', help='write images with predictions drawn into this folder (under work dir)')
+    parser.add_argument('--amp', choices=('bf16',), default=None,
+                        help='run the network in bfloat16 (vitdense.BF16TestLoop: backbone, neck and heads under '
+                             'autocast, box decoding / NMS / mask pasting in float32; CPU and GPU)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config entries')
     add_launcher_args(parser)
     return parse_launcher_args(parser)
@@ -33,6 +36,8 @@ def main():
     from vitdense.engine.device import check_mmcv_ops_for_device
     check_mmcv_ops_for_device()  # a model on CUDA needs mmcv's CUDA kernels
     cfg.launcher = args.launcher
+    if args.amp:
+        set_test_precision(cfg, args.amp)
     check_data(cfg, loaders=('test_dataloader',))
     from vitdense.checkpoint import load_checkpoint_file
     from vitdense.checkpoint.io import check_fits, install_safe_loading

@@ -9,6 +9,7 @@ and mmseg configs reach them by the scoped name, the way mmdet reaches mmpretrai
 A scoped name that is not registered raises a one-line ``KeyError`` listing what vitdense has.
 """
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
+from mmengine.registry import LOOPS as MMENGINE_LOOPS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS as MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS
 from mmengine.registry import OPTIM_WRAPPERS as MMENGINE_OPTIM_WRAPPERS
@@ -40,6 +41,7 @@ MODELS = _ListingRegistry('model', parent=MMENGINE_MODELS, scope='vitdense',
                           locations=['vitdense.models'])
 HOOKS = _ListingRegistry('hook', parent=MMENGINE_HOOKS, scope='vitdense',
                          locations=['vitdense.engine'])
+LOOPS = _ListingRegistry('loop', parent=MMENGINE_LOOPS, scope='vitdense', locations=['vitdense.engine'])
 OPTIM_WRAPPER_CONSTRUCTORS = _ListingRegistry(
     'optimizer wrapper constructor', parent=MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS, scope='vitdense',
     locations=['vitdense.engine'])

@@ -6,10 +6,13 @@ _base_ = [
 ]
 # CPU speed (README, Performance): vitdense.RoIAlign pools what mmcv's RoIAlign pools (equal to float rounding)
 # on all threads, forward and backward; torch's fused AdamW (one kernel per parameter list: the same update to
-# float rounding) over the merged parameter groups.
+# float rounding) over the merged parameter groups; mixed-precision training as the Swin authors' detection
+# recipe (apex float16 there, bfloat16 autocast of backbone, neck and heads here; box arithmetic, NMS, RoI
+# pooling, losses and the evaluation stay float32).
+# Float32 training: --cfg-options optim_wrapper.type=OptimWrapper
 model = dict(
     backbone=dict(init_cfg=dict(checkpoint=None)),
     roi_head=dict(
         bbox_roi_extractor=dict(type='vitdense.SingleRoIExtractor', roi_layer=dict(type='vitdense.RoIAlign')),
         mask_roi_extractor=dict(type='vitdense.SingleRoIExtractor', roi_layer=dict(type='vitdense.RoIAlign'))))
-optim_wrapper = dict(optimizer=dict(lr=3e-4, fused=True))
+optim_wrapper = dict(type='vitdense.BF16AutocastOptimWrapper', optimizer=dict(lr=3e-4, fused=True))

@@ -64,6 +64,28 @@ def test_benchmark_times_inference_next_to_mmdets_config(capsys):
     assert minima == pytest.approx(min(reference.wall) / min(ours.wall), abs=0.006)
 
 
+def test_benchmark_amp_bf16_times_vitdense_as_the_bf16_tools_run_it(capsys):
+    times = tool('benchmark').main([DET_MINI, '--test', '--amp', 'bf16', '--batches', '1', '--repeats', '1',
+                                    '--warmup', '0'])
+    assert list(times) == ['vitdense'] and len(times['vitdense'].wall) == 1
+    assert 'inference (test_step), vitdense in bfloat16 on 1 batch(es)' in capsys.readouterr().out
+
+
+def test_benchmark_runner_autocasts_a_bare_backbone_whole():
+    import torch
+    benchmark = tool('benchmark')
+    backbone = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.LazyLinear(2))
+    inputs = torch.randn(1, 3, 8, 8)
+    seen = []
+    backbone[0].register_forward_hook(lambda m, a, out: seen.append(out.dtype))
+    reference = benchmark.make_runner(backbone, inputs, None, backbone_only=True)()
+    mixed = benchmark.make_runner(backbone, inputs, None, backbone_only=True, dtype=torch.bfloat16)()
+    assert seen == [torch.float32, torch.bfloat16] and mixed.dtype == torch.float32
+    assert 1e-4 < (mixed - reference).abs().max() / reference.abs().max() < 5e-2
+    benchmark.make_runner(backbone, inputs, None, backbone_only=True, train=True, dtype=torch.bfloat16)()
+    assert seen[-1] == torch.bfloat16 and all(p.grad is None for p in backbone.parameters())  # zeroed after
+
+
 @pytest.mark.parametrize('argv, message', [
     (['--train', '--test'], 'error: --train and --test time different things: pass one of them'),
     (['--test', '--backbone-only'], 'error: --test times the whole model; for the backbone alone drop --test'),

@@ -132,8 +132,7 @@ def test_fsdp_settings_vitdense_cannot_use_are_one_line(tmp_path):
 
 
 # ---- bfloat16 --------------------------------------------------------------------------------------------------
-# UperNet only: Mask R-CNN's proposal NMS (mmcv 2.1's CPU kernel) refuses bfloat16 boxes, see the README
-@pytest.mark.parametrize('task', ['seg'])
+@pytest.mark.parametrize('task', ['seg', 'det'])
 def test_bf16_autocast_training_step_on_cpu(task, tmp_path):
     cfg = Config.fromfile(tiny_config(task, tmp_path / 'tiny.py'))
     model = build_model(cfg)
@@ -142,6 +141,10 @@ def test_bf16_autocast_training_step_on_cpu(task, tmp_path):
     for module in model.backbone.modules():
         if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
             module.register_forward_hook(lambda module, args, output: dtypes.append(output.dtype))
+    # the last layer of the head: mmseg's decode heads run their forward as self.forward(...) in loss()
+    last_layer = model.decode_head.conv_seg if task == 'seg' else model.roi_head.mask_head.conv_logits
+    head_dtypes = []
+    last_layer.register_forward_hook(lambda module, args, output: head_dtypes.append(output.dtype))
     watched = [next(p for p in model.backbone.parameters() if p.requires_grad)]  # the stem's first weight
     wrapper_cfg = dict(cfg.optim_wrapper, type='vitdense.BF16AutocastOptimWrapper')
     from mmengine.optim import build_optim_wrapper
@@ -151,6 +154,7 @@ def test_bf16_autocast_training_step_on_cpu(task, tmp_path):
     with wrapper.optim_context(model):
         total, _ = model.parse_losses(model(**data, mode='loss'))
     assert dtypes and all(d == torch.bfloat16 for d in dtypes), dtypes
+    assert head_dtypes == [torch.bfloat16]
     assert torch.isfinite(total) and total > 0
     wrapper.update_params(total)
     assert watched[0].dtype == torch.float32 and not torch.equal(watched[0], before)
@@ -177,3 +181,14 @@ def test_train_tool_amp_bf16_trains_and_amp_fp16_needs_a_gpu(tmp_path, capsys):
     finally:
         sys.argv = argv
         sys.path.remove(str(tmp_path))
+
+
+def test_test_precision_sets_the_bf16_loop_or_says_why_not():
+    from vitdense.errors import UserError
+    from vitdense.runtime.launch import set_test_precision
+    cfg = Config(dict(test_cfg=dict(type='TestLoop', fp16=True)))
+    set_test_precision(cfg, 'bf16')
+    assert cfg.test_cfg == dict(type='vitdense.BF16TestLoop')
+    cfg = Config(dict(test_cfg=dict(type='MyLoop')))
+    with pytest.raises(UserError, match=r"^--amp sets test_cfg.type, but this config's is 'MyLoop'"):
+        set_test_precision(cfg, 'bf16')

@@ -116,6 +116,13 @@ def test_benchmark_prints_the_measured_ratio(capsys):
     assert len(results) == 3
     assert 'backbone training step (forward + backward)' in capsys.readouterr().out
 
+    # --amp bf16: every implementation in bfloat16, each reference also as users run it by default (float32)
+    results = tool('benchmark').main([DET_MINI, '--backbone-only', '--amp', 'bf16', '--shape', '64', '--compare',
+                                      '--warmup', '0', '--repeats', '1', '--threads', '1', '--no-progress'])
+    assert [label.split(' ', 1)[0] + label[label.rindex(' '):] for label in results] == [
+        'vitdense (bf16)', "mmdet's (bf16)", "mmdet's (fp32)", "timm's (bf16)", "timm's (fp32)"]
+    assert len(re.findall(r'^vitdense / ', capsys.readouterr().out, re.M)) == 4
+
     # full model (predict mode), timm's ConvNeXt swapped into a copy of the UperNet
     results = tool('benchmark').main([SEG_MINI, '--shape', '64', '96', '--compare', '--warmup', '0',
                                       '--repeats', '1', '--threads', '1', '--no-progress'])

@@ -90,6 +90,16 @@ def test_checkpoint_save_load_test_and_resume(tmp_path):
     for k, v in tester.model.state_dict().items():
         assert torch.equal(v, trained[k]), k
 
+    # tools/test.py --amp bf16: the same checkpoint through vitdense.BF16TestLoop (mmengine's fp16=True test loop
+    # autocasts the post-processing too, and mmcv's CPU NMS refuses its bfloat16 boxes)
+    from vitdense.runtime.launch import set_test_precision
+    cfg = mini_cfg(DET, tmp_path / 'test-bf16', max_iters=2)
+    cfg.load_from = str(ckpt_path)
+    set_test_precision(cfg, 'bf16')
+    tester = Runner.from_cfg(cfg)
+    assert set(tester.test()) == set(metrics)
+    assert type(tester.test_loop).__name__ == 'BF16TestLoop'
+
     # --resume path: continues at iteration 2 with the logged history restored
     cfg = mini_cfg(DET, tmp_path / 'train', max_iters=3)
     cfg.resume, cfg.load_from = True, str(ckpt_path)

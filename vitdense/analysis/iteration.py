@@ -110,17 +110,39 @@ def time_train_steps(trainers: Dict[str, Tuple[nn.Module, object]], batches: lis
                              repeats, warmup)
 
 
-def time_test_steps(models: Dict[str, nn.Module], batches: list, repeats: int,
-                    warmup: int = 1) -> Dict[str, IterationTimes]:
+def train_precision(cfg) -> Optional[torch.dtype]:
+    """The autocast dtype ``cfg``'s optimiser wrapper trains in (None: float32)."""
+    wrapper = str(cfg.optim_wrapper.get('type', 'OptimWrapper'))
+    if wrapper.endswith('BF16AutocastOptimWrapper'):
+        return torch.bfloat16
+    if wrapper.endswith('AmpOptimWrapper'):
+        return getattr(torch, str(cfg.optim_wrapper.get('dtype') or 'float16'))
+    return None
+
+
+def test_precision(cfg) -> Optional[torch.dtype]:
+    """The autocast dtype ``cfg``'s test loop runs the network in (None: float32)."""
+    return torch.bfloat16 if str((cfg.get('test_cfg') or {}).get('type', '')).endswith('BF16TestLoop') else None
+
+
+def time_test_steps(models: Dict[str, nn.Module], batches: list, repeats: int, warmup: int = 1,
+                    dtypes: Optional[Dict[str, Optional[torch.dtype]]] = None) -> Dict[str, IterationTimes]:
     """``model.test_step`` (preprocessing, forward, post-processing: what ``tools/test.py`` runs per batch, less
-    data loading and the metric) of every model on every batch, interleaved; ``losses`` stays empty."""
-    def test_step(model):
+    data loading and the metric) of every model on every batch, interleaved; ``losses`` stays empty. A model with
+    a dtype in ``dtypes`` runs as ``vitdense.BF16TestLoop`` runs it (:func:`autocast_network`)."""
+    from vitdense.engine.mixed_precision import autocast_network
+
+    def test_step(model, dtype):
         def step(batch):
-            model.test_step(batch)  # no loss to report
+            if dtype is None:
+                model.test_step(batch)  # no loss to report
+            else:
+                with autocast_network(model, dtype):
+                    model.test_step(batch)
         return step
     with torch.no_grad():
-        return _time_interleaved({label: test_step(model) for label, model in models.items()}, batches, repeats,
-                                 warmup)
+        return _time_interleaved({label: test_step(model, (dtypes or {}).get(label))
+                                  for label, model in models.items()}, batches, repeats, warmup)
 
 
 def first_batches(cfg, count: int, split: str = 'train') -> list:

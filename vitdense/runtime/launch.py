@@ -150,3 +150,15 @@ def set_mixed_precision(cfg: Config, precision: str) -> None:
             wrapper.pop(key, None)
     else:
         raise UserError(f"--amp takes fp16 or bf16, got {precision!r}")
+
+
+def set_test_precision(cfg: Config, precision: str) -> None:
+    """``tools/test.py --amp bf16``: the test loop becomes :class:`vitdense.engine.BF16TestLoop`."""
+    if precision != 'bf16':
+        raise UserError(f"tools/test.py --amp takes bf16, got {precision!r}")
+    loop = cfg.get('test_cfg') or {}
+    if loop.get('type', 'TestLoop') not in ('TestLoop', 'vitdense.BF16TestLoop'):
+        raise UserError(f"--amp sets test_cfg.type, but this config's is {loop['type']!r} "
+                        '(set its precision in the config instead)')
+    loop.pop('fp16', None)  # mmengine's whole-step autocast; BF16TestLoop casts the network only
+    cfg.test_cfg = dict(loop, type='vitdense.BF16TestLoop')
