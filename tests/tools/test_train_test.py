@@ -96,9 +96,10 @@ def test_checkpoint_save_load_test_and_resume(tmp_path):
     cfg = mini_cfg(DET, tmp_path / 'test-bf16', max_iters=2)
     cfg.load_from = str(ckpt_path)
     set_test_precision(cfg, 'bf16')
+    cfg.val_cfg = dict(type='vitdense.BF16ValLoop')
     tester = Runner.from_cfg(cfg)
-    assert set(tester.test()) == set(metrics)
-    assert type(tester.test_loop).__name__ == 'BF16TestLoop'
+    assert set(tester.test()) == set(metrics) == set(tester.val())
+    assert [type(tester.test_loop).__name__, type(tester.val_loop).__name__] == ['BF16TestLoop', 'BF16ValLoop']
 
     # --resume path: continues at iteration 2 with the logged history restored
     cfg = mini_cfg(DET, tmp_path / 'train', max_iters=3)

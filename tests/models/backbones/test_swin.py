@@ -271,3 +271,27 @@ def test_a_subclass_puts_its_own_blocks_into_swins_pyramid():
         assert all(torch.equal(a, b) for a, b in zip(swin(x), recording(x)))
     with pytest.raises(TypeError, match=r"SwinTransformer.__init__\(\) got an unexpected keyword argument 'windw_size'"):
         MODELS.build(dict(type='SwinTransformer', arch=SMALL, windw_size=7))
+
+
+@pytest.mark.parametrize('shifted', [False, True], ids=['regular', 'shifted'])
+def test_cpu_window_attention_equals_the_sdpa_path(shifted):
+    """On a CPU the window attention is two matmuls around a softmax (faster there); on a GPU SDPA. Both compute
+    the same outputs and gradients (bias table and input), with the shift mask broadcast over the images."""
+    from vitdense.models.backbones.swin import SwinBlock
+    torch.manual_seed(0)
+    block = SwinBlock(32, 2, window_size=7, shifted=shifted)
+    torch.nn.init.normal_(block.attn.relative_position_bias_table, std=0.5)
+    x = torch.randn(2, 21, 28, 32)
+    mask = block.attention_mask(21, 28, x)
+    results = []
+    for sdpa in (False, True):
+        block.attn.use_sdpa = lambda x, sdpa=sdpa: sdpa
+        inputs = x.clone().requires_grad_()
+        block(inputs, mask).square().sum().backward()
+        results.append((block(inputs, mask).detach(), inputs.grad,
+                        block.attn.relative_position_bias_table.grad.clone()))
+        block.zero_grad()
+    del block.attn.use_sdpa
+    for ours, sdpa in zip(*results):
+        assert rel_err(ours, sdpa) <= 1e-5
+    assert results[0][2].abs().sum() > 0

@@ -77,13 +77,20 @@ def check_always_shift(owner: str, always_shift) -> None:
 
 
 class WindowAttention(nn.Module):
-    """Multi-head self-attention inside windows with a learned relative-position bias, through SDPA."""
+    """Multi-head self-attention inside windows with a learned relative-position bias.
+
+    On GPUs through SDPA. On a CPU as two batched matmuls around a softmax (timm's default for Swin too): for
+    windows of ~49 tokens SDPA's CPU kernel is slower than that, and with a bias that needs a gradient (training)
+    SDPA falls back to a path that computes bfloat16 inputs in float32; Swin-T's window attention, forward +
+    backward, one thread: 45 ms through SDPA vs 31 ms (float32), 36 vs 15 ms (bf16 autocast).
+    """
 
     def __init__(self, dim: int, num_heads: int, window_size: Tuple[int, int], qkv_bias: bool = True,
                  attn_drop: float = 0.0, proj_drop: float = 0.0):
         super().__init__()
         self.num_heads = num_heads
         self.window_size = window_size
+        self.scale = (dim // num_heads) ** -0.5
         self.relative_position_bias_table = nn.Parameter(
             torch.zeros((2 * window_size[0] - 1) * (2 * window_size[1] - 1), num_heads))
         self.register_buffer('relative_position_index', gen_relative_position_index(window_size),
@@ -105,6 +112,10 @@ class WindowAttention(nn.Module):
         bias = self.relative_position_bias_table[index.view(-1)]
         return bias.view(N, N, -1).permute(2, 0, 1)  # heads, N, N
 
+    @staticmethod
+    def use_sdpa(x: torch.Tensor) -> bool:
+        return x.device.type != 'cpu'
+
     def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None,
                 window: Optional[Tuple[int, int]] = None) -> torch.Tensor:
         """x: (B * nW, N, C) for windows of ``window`` tokens (default: the full window); mask: (nW, N, N)
@@ -112,12 +123,20 @@ class WindowAttention(nn.Module):
         BW, N, C = x.shape
         q, k, v = self.qkv(x).view(BW, N, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
         bias = self.relative_position_bias(window).unsqueeze(0)  # 1, heads, N, N
-        if mask is not None:
-            nW = mask.shape[0]
-            bias = (bias.unsqueeze(0) + mask[None, :, None]).expand(BW // nW, -1, -1, -1, -1)
-            bias = bias.reshape(BW, self.num_heads, N, N)
-        x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype),
-                                           dropout_p=self.attn_drop if self.training else 0.0)
+        dropout = self.attn_drop if self.training else 0.0
+        if not self.use_sdpa(x):
+            attn = (q * self.scale) @ k.transpose(-2, -1) + bias  # BW, heads, N, N
+            if mask is not None:  # per window, the same for every image: broadcast, not copied
+                nW = mask.shape[0]
+                attn = (attn.view(BW // nW, nW, self.num_heads, N, N) + mask[None, :, None]).view(BW, -1, N, N)
+            attn = attn.softmax(dim=-1)
+            x = (F.dropout(attn, dropout) if dropout else attn) @ v
+        else:
+            if mask is not None:
+                nW = mask.shape[0]
+                bias = (bias.unsqueeze(0) + mask[None, :, None]).expand(BW // nW, -1, -1, -1, -1)
+                bias = bias.reshape(BW, self.num_heads, N, N)
+            x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), dropout_p=dropout)
         return self.proj_drop(self.proj(x.transpose(1, 2).reshape(BW, N, C)))
 
 
