@@ -112,3 +112,18 @@ def test_mask_rcnn_bf16_train_step_and_inference_on_cpu(tmp_path):
             mixed = model.predict(data['inputs'], data['data_samples'])[0].pred_instances
     assert mixed.bboxes.dtype == mixed.scores.dtype == torch.float32
     assert len(mixed) > 0 and len(reference) > 0
+
+
+def test_parts_are_found_inside_a_ddp_wrapper():
+    """Failed before: under tools/dist_train.sh the model is an MMDistributedDataParallel without a backbone of its
+    own, so the whole wrapper was autocast and mmcv's CPU NMS got bfloat16 boxes."""
+    import torch.distributed as dist
+    from mmengine.model import MMDistributedDataParallel
+    from tests.tools.test_resume_and_dist import free_port
+    dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{free_port()}', rank=0, world_size=1)
+    try:
+        model = ToyDetector()
+        wrapped = MMDistributedDataParallel(module=model)
+        assert network_parts(wrapped) == network_parts(model) == [model.backbone, *model.bbox_head]
+    finally:
+        dist.destroy_process_group()

@@ -59,7 +59,8 @@ def test_benchmark_times_inference_next_to_mmdets_config(capsys):
     reference, ours = times.values()
     assert [len(reference.wall), len(ours.wall)] == [2, 2] and not ours.losses
     out = capsys.readouterr().out
-    assert 'inference (test_step) on 1 batch(es)' in out
+    assert ('inference (test_step), mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py in float32, vitdense in '
+            'float32 on 1 batch(es)') in out
     minima = float(re.search(r'minima ([\d.]+)x', out).group(1))
     assert minima == pytest.approx(min(reference.wall) / min(ours.wall), abs=0.006)
 

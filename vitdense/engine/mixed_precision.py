@@ -14,6 +14,8 @@ from typing import Iterator, List
 import torch
 import torch.nn as nn
 
+from .wrappers import unwrap_model
+
 # Attribute names of the weight-holding parts of mmdet / mmseg / mmpretrain models whose ``forward`` is pure
 # network: tensors in, tensors out. A RoI head is not one of them (it samples and pools RoIs); its box and mask
 # heads are.
@@ -23,8 +25,10 @@ NETWORK_PARTS = ('backbone', 'neck', 'rpn_head', 'bbox_head', 'mask_head', 'sema
 
 def network_parts(model: nn.Module) -> List[nn.Module]:
     """The modules :func:`autocast_network` autocasts: in a model with a ``backbone`` (an mmdet / mmseg /
-    mmpretrain model), its outermost submodules named in ``NETWORK_PARTS`` (each member of a ``ModuleList`` such
-    as a Cascade RoI head's per-stage heads); any other model (a bare backbone) whole."""
+    mmpretrain model, also inside a DDP / FSDP wrapper), its outermost submodules named in ``NETWORK_PARTS`` (each
+    member of a ``ModuleList`` such as a Cascade RoI head's per-stage heads); any other model (a bare backbone)
+    whole."""
+    model = unwrap_model(model)  # DDP / FSDP: the parts are the wrapped model's
     if not isinstance(getattr(model, 'backbone', None), nn.Module):
         return [model]
     parts: List[nn.Module] = []
