@@ -104,7 +104,6 @@ def test_mask_rcnn_bf16_train_step_and_inference_on_cpu(tmp_path):
     wrapper.update_params(total)
     assert watched.dtype == torch.float32 and not torch.equal(watched, before)
 
-    from vitdense.engine.loops import BF16TestLoop  # noqa: F401  (the loop's context, on its own)
     model.eval()
     with torch.no_grad():
         reference = model.predict(data['inputs'], data['data_samples'])[0].pred_instances

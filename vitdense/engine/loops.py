@@ -5,24 +5,23 @@ from mmengine.runner import TestLoop, ValLoop
 
 from vitdense.registry import LOOPS
 from .mixed_precision import autocast_network
-from .wrappers import unwrap_model
 
 
-@LOOPS.register_module()
-class BF16ValLoop(ValLoop):
-    """mmengine's ``ValLoop`` with the network under bfloat16 autocast and the post-processing (box decoding,
-    NMS, mask pasting) in float32 (:func:`vitdense.engine.mixed_precision.autocast_network`); mmengine's
-    ``fp16=True`` autocasts the whole ``val_step``, post-processing included, which mmcv's CPU NMS refuses."""
+class _NetworkInBF16:
+    """Runs each iteration of the loop it is mixed into with the network under bfloat16 autocast and the
+    post-processing (box decoding, NMS, mask pasting) in float32 (:func:`autocast_network`); mmengine's
+    ``fp16=True`` autocasts the whole step, post-processing included, which mmcv's CPU NMS refuses."""
 
     def run_iter(self, idx, data_batch) -> None:
-        with autocast_network(unwrap_model(self.runner.model), torch.bfloat16):
+        with autocast_network(self.runner.model, torch.bfloat16):
             super().run_iter(idx, data_batch)
 
 
 @LOOPS.register_module()
-class BF16TestLoop(TestLoop):
-    """``TestLoop`` with the network in bfloat16, as :class:`BF16ValLoop`."""
+class BF16ValLoop(_NetworkInBF16, ValLoop):
+    """mmengine's ``ValLoop`` with the network in bfloat16."""
 
-    def run_iter(self, idx, data_batch) -> None:
-        with autocast_network(unwrap_model(self.runner.model), torch.bfloat16):
-            super().run_iter(idx, data_batch)
+
+@LOOPS.register_module()
+class BF16TestLoop(_NetworkInBF16, TestLoop):
+    """mmengine's ``TestLoop`` with the network in bfloat16."""
