@@ -404,6 +404,8 @@ def test_mmengine_loads_checkpoints_weights_only_even_when_the_environment_says_
     ('benchmark', [DET_MINI, '--train', '--batches', 0], 'error: --batches and --repeats must be positive'),
     ('profile_iteration', [DET_MINI, '--repeats', -1], 'error: --runner-iters and --repeats must be >= 0'),
     ('benchmark_optimizer', [DET_MINI, '--repeats', 0], 'error: --repeats must be >= 1'),
+    ('benchmark_linear', ['--shapes', '12x3'], "error: --shapes: expected TOKENSxINxOUT such as 16384x96x288, "
+                                               "got '12x3'"),
 ])
 def test_analysis_tools_give_one_line_and_exit_status_2(tool, args, message, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(REPO)

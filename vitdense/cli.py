@@ -39,6 +39,7 @@ TOOLS = {
     'make-coco-crops': ('make_coco_crops.py', False, 'make the mini classification set from mini COCO'),
     'benchmark-boat': ('benchmark_boat.py', False, 'BOAT attention timings'),
     'benchmark-sequencer': ('benchmark_sequencer.py', False, 'Sequencer BiLSTM timings'),
+    'benchmark-linear': ('benchmark_linear.py', False, 'float32 CPU linear GEMMs: torch (MKL) vs vitdense (oneDNN)'),
 }
 OWN = {'list-configs': 'list the shipped configs: vitdense list-configs [PATTERN] [--paths]'}
 

@@ -1,5 +1,5 @@
 """tools/profile_iteration.py and tools/benchmark_optimizer.py run end to end on a small Mask R-CNN (the mini
-config with a narrow Swin): their tables add up and name every part."""
+config with a narrow Swin): their tables add up and name every part; tools/benchmark_linear.py on small shapes."""
 import re
 
 import pytest
@@ -98,3 +98,10 @@ def test_benchmark_refuses_mixed_modes_in_one_line(argv, message, capsys):
         run_tool(lambda: benchmark.main([DET_MINI, *argv]))
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.strip().splitlines() == [message]
+
+
+def test_benchmark_linear_times_both_gemms_per_shape(capsys):
+    tool('benchmark_linear').main(['--shapes', '64x8x16', '300x24x40', '--repeats', '1', '--threads', '1'])
+    rows = re.findall(r'^(\d+x\d+x\d+) .*? ([\d.]+)x .*? ([\d.]+)x$', capsys.readouterr().out, re.M)
+    assert [r[0] for r in rows] == ['64x8x16', '300x24x40']
+    assert all(float(forward) > 0 and float(train) > 0 for _, forward, train in rows)

@@ -295,3 +295,69 @@ def test_cpu_window_attention_equals_the_sdpa_path(shifted):
     for ours, sdpa in zip(*results):
         assert rel_err(ours, sdpa) <= 1e-5
     assert results[0][2].abs().sum() > 0
+
+
+def padded_window_attention(block, x, mask):
+    """The window attention as mmdet / timm compute it: pad the normed map (zeros), shift, split into windows,
+    project every window token (padding included), attend, project, merge, unshift, crop."""
+    from vitdense.models.layers import pad_to_multiple, window_partition, window_reverse
+    B, H, W, C = x.shape
+    window, shift = block.window_and_shift(H, W)
+    pad_first = block.always_shift
+    if any(shift) and not pad_first:
+        x = torch.roll(x, shifts=(-shift[0], -shift[1]), dims=(1, 2))
+    x = pad_to_multiple(x, window, channels_last=True)
+    Hp, Wp = x.shape[1:3]
+    if any(shift) and pad_first:
+        x = torch.roll(x, shifts=(-shift[0], -shift[1]), dims=(1, 2))
+    x = block.attn(window_partition(x, window), mask if any(shift) else None, window)
+    x = window_reverse(x, window, Hp, Wp)
+    if any(shift) and pad_first:
+        x = torch.roll(x, shifts=shift, dims=(1, 2))
+    x = x[:, :H, :W]
+    if any(shift) and not pad_first:
+        x = torch.roll(x, shifts=shift, dims=(1, 2))
+    return x
+
+
+@pytest.mark.parametrize('always_shift', [True, False], ids=['mmdet', 'timm'])
+@pytest.mark.parametrize('hw', [(14, 21), (9, 17), (5, 12)], ids=['multiple', 'padded', 'window-shrinks'])
+@pytest.mark.parametrize('shifted', [False, True], ids=['regular', 'shifted'])
+def test_window_attention_projects_only_the_maps_tokens(always_shift, hw, shifted):
+    """qkv and proj run on the H x W tokens only and one gather each way replaces pad / roll / partition: the
+    same outputs and gradients (input, qkv and proj weights and bias, bias table) as projecting the padded
+    windows, in float64 to 1e-12, for both window semantics; a padding token's q, k, v is the qkv bias."""
+    from vitdense.models.backbones.swin import SwinBlock
+    torch.manual_seed(0)
+    block = SwinBlock(16, 2, window_size=7, shifted=shifted, always_shift=always_shift).double()
+    torch.nn.init.normal_(block.attn.relative_position_bias_table, std=0.5)
+    torch.nn.init.normal_(block.attn.qkv.bias, std=0.5)
+    x = torch.randn(2, *hw, 16, dtype=torch.float64)
+    mask = block.attention_mask(*hw, x)
+    results = []
+    for attention in (block.window_attention, lambda x, mask: padded_window_attention(block, x, mask)):
+        inputs = x.clone().requires_grad_()
+        out = attention(inputs, mask)
+        (out * torch.linspace(-1, 1, out.numel(), dtype=torch.float64).view_as(out)).sum().backward()
+        results.append([out.detach(), inputs.grad] + [p.grad.clone() for p in block.attn.parameters()])
+        block.zero_grad()
+    for ours, padded in zip(*results):
+        assert ours.shape == padded.shape and rel_err(ours, padded) <= 1e-12
+
+
+def test_window_layout_is_pad_roll_partition():
+    """The gather indices reproduce padding, shifting and window partition of a map for both orders, and the
+    way back is the inverse on the map's tokens."""
+    from vitdense.models.backbones.swin import tokens_to_windows, window_layout, windows_to_tokens
+    from vitdense.models.layers import pad_to_multiple, window_partition
+    x = torch.arange(1, 9 * 17 + 1, dtype=torch.float64).view(1, 9, 17, 1)
+    for pad_first in (True, False):
+        layout = window_layout(9, 17, (7, 7), (3, 3), pad_first=pad_first)
+        y = x if pad_first else torch.roll(x, shifts=(-3, -3), dims=(1, 2))
+        y = pad_to_multiple(y, (7, 7), channels_last=True)
+        if pad_first:
+            y = torch.roll(y, shifts=(-3, -3), dims=(1, 2))
+        expected = window_partition(y, (7, 7)).reshape(1, -1, 1)
+        windows = tokens_to_windows(x, layout, None)
+        assert layout.padded == (14, 21) and torch.equal(windows, expected)
+        assert torch.equal(windows_to_tokens(windows, layout, 9, 17), x)

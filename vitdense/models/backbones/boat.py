@@ -73,6 +73,7 @@ from vitdense.checkpoint.adaptation import CheckpointAdaptation
 from vitdense.checkpoint.io import extract_state_dict, load_checkpoint_file
 from vitdense.errors import CheckpointError, ConfigError
 from vitdense.registry import MODELS
+from ..cpu_layers import use_fast_cpu_layers
 from ..layers import (init_transformer_weights, pad_to_multiple, window_padding_mask, window_partition,
                       window_reverse)
 from .base import DenseBackbone, stochastic_depth
@@ -896,6 +897,7 @@ class BOATCSWin(DenseBackbone):
             for i in range(self.num_stages)])
         self.out_norms = self.build_out_norms(nn.LayerNorm, dims)
         self.apply(init_transformer_weights)
+        use_fast_cpu_layers(self)
         self._freeze()
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:

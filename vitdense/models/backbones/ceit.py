@@ -41,6 +41,7 @@ from timm.layers import Attention, DropPath, Mlp, to_2tuple
 from vitdense.checkpoint.adaptation import CheckpointAdaptation
 from vitdense.errors import CheckpointError, ConfigError
 from vitdense.registry import MODELS
+from ..cpu_layers import use_fast_cpu_layers
 from ..layers import init_transformer_weights, pad_to_multiple
 from .base import lookup_arch
 from .vit import PlainBackbone, TokenEncoder, adapt_pos_embed, drop_classifier, encoder_blocks, windowed_attention
@@ -208,6 +209,7 @@ class CeiT(PlainBackbone):
             depth, drop_path_rate, window_size=window_size, global_attn_indexes=self.global_attn_indexes)
         self._init_dense(embed_dim, img_size, with_cls_token, with_cp)
         self.blocks.apply(init_transformer_weights)
+        use_fast_cpu_layers(self)
         self._freeze()
 
     def adapt_checkpoint(self, state_dict: Dict[str, torch.Tensor]) -> CheckpointAdaptation:

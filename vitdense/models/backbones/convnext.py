@@ -19,6 +19,7 @@ from timm.models.convnext import checkpoint_filter_fn as convnext_checkpoint_fil
 
 from vitdense.checkpoint.adaptation import CheckpointAdaptation
 from vitdense.registry import MODELS
+from ..cpu_layers import use_fast_cpu_layers
 from ..layers import pad_to_multiple
 from .base import DenseBackbone
 
@@ -53,6 +54,7 @@ class ConvNeXt(DenseBackbone):
         self.stem, self.stages = trunk.stem, trunk.stages
         self.out_norms = self.build_out_norms(partial(LayerNorm2d, eps=1e-6), dims)
         self.with_cp = with_cp
+        use_fast_cpu_layers(self)
         self._freeze()
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:

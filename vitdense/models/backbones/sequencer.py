@@ -78,6 +78,7 @@ from timm.models.sequencer import checkpoint_filter_fn as sequencer_checkpoint_f
 from vitdense.checkpoint.adaptation import CheckpointAdaptation
 from vitdense.errors import ConfigError
 from vitdense.registry import MODELS
+from ..cpu_layers import use_fast_cpu_layers
 from ..layers import pad_to_multiple, resample_to_stride
 from .base import DenseBackbone, stochastic_depth
 
@@ -135,6 +136,7 @@ class Sequencer2D(DenseBackbone):
         self.out_norms = self.build_out_norms(partial(LayerNorm2d, eps=1e-6), self.num_features)
         self._init_pyramid()
         self.with_cp = with_cp
+        use_fast_cpu_layers(self)
         self._freeze()
 
     def resolve_arch(self, arch):

@@ -23,13 +23,13 @@ multiple of it (e.g. 448 x 448):
 Either way any input H x W works.
 """
 import re
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
-from timm.layers import DropPath, Mlp, PatchEmbed, to_2tuple, trunc_normal_
+from timm.layers import DropPath, PatchEmbed, to_2tuple, trunc_normal_
 from timm.layers.pos_embed_rel import gen_relative_position_index
 from timm.models.swin_transformer import PatchMerging
 
@@ -37,7 +37,8 @@ from vitdense.checkpoint.adaptation import CheckpointAdaptation
 from vitdense.checkpoint.interpolate import resize_rel_pos_tables
 from vitdense.errors import ConfigError
 from vitdense.registry import MODELS
-from ..layers import init_transformer_weights, pad_to_multiple, window_partition, window_reverse
+from ..cpu_layers import Linear, Mlp, use_fast_cpu_layers
+from ..layers import init_transformer_weights, window_partition
 from .base import DenseBackbone, stochastic_depth
 
 
@@ -70,6 +71,76 @@ def cropped_relative_position_index(window: Tuple[int, int], full_window: Tuple[
     return (rel[0] + full_window[0] - 1) * (2 * full_window[1] - 1) + rel[1] + full_window[1] - 1
 
 
+class WindowLayout(NamedTuple):
+    """Where each token of the padded, shifted, window-partitioned map comes from (see :func:`window_layout`)."""
+    source: torch.Tensor   # (Hp * Wp,) map token shown at each window position (0 at padding positions)
+    target: torch.Tensor   # (H * W,) window position of each map token
+    padding: torch.Tensor  # (P,) window positions that hold padding
+    padded: Tuple[int, int]
+
+
+def window_layout(H: int, W: int, window: Tuple[int, int], shift: Tuple[int, int], pad_first: bool,
+                  device=None) -> WindowLayout:
+    """The token order of an H x W map zero-padded to whole windows, cyclically shifted by ``-shift`` and split
+    into windows, as index tensors: one gather then does what padding, rolling and :func:`window_partition`
+    do with three copies, and one gather undoes it.
+
+    ``pad_first``: pad, then shift the padded map (mmdet); else shift the map, then pad it (timm).
+    """
+    Hp, Wp = -(-H // window[0]) * window[0], -(-W // window[1]) * window[1]
+    i, j = torch.arange(Hp, device=device), torch.arange(Wp, device=device)
+    if pad_first:  # row / column of the padded map each position shows (>= H / W: padding)
+        rows, cols = (i + shift[0]) % Hp, (j + shift[1]) % Wp
+    else:
+        rows = torch.where(i < H, (i + shift[0]) % H, Hp)
+        cols = torch.where(j < W, (j + shift[1]) % W, Wp)
+    real = (rows[:, None] < H) & (cols[None, :] < W)
+    source = torch.where(real, rows[:, None] * W + cols[None, :], 0)
+    source = window_partition(source[None, :, :, None], window).reshape(-1)
+    real = window_partition(real[None, :, :, None], window).reshape(-1)
+    # sorted by the map token they show, padding last (in window order): the first H * W positions are where
+    # map tokens 0, 1, ... went; no boolean indexing, so the sizes are static for torch.compile
+    order = torch.argsort(torch.where(real, source, H * W + torch.arange(Hp * Wp, device=device)), stable=True)
+    return WindowLayout(source, order[:H * W], order[H * W:], (Hp, Wp))
+
+
+class _TokenGather(torch.autograd.Function):
+    """y = x[:, index] where the index is one-to-one on the tokens that matter; the gradient is the gather back
+    by ``back_index`` (zero at ``back_zero``): no scatter-add."""
+
+    @staticmethod
+    def forward(ctx, x, index, back_index, back_zero):
+        ctx.save_for_backward(back_index, back_zero)
+        return x.index_select(1, index)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        back_index, back_zero = ctx.saved_tensors
+        grad = grad.index_select(1, back_index)
+        if back_zero.numel():
+            grad[:, back_zero] = 0
+        return grad, None, None, None
+
+
+def tokens_to_windows(x: torch.Tensor, layout: WindowLayout, fill: Optional[torch.Tensor]) -> torch.Tensor:
+    """(B, H, W, D) map -> (B, Hp * Wp, D): the tokens of its windows in ``layout``'s order (window by window),
+    padding positions set to ``fill`` (D,) (zero if None)."""
+    B, D = x.shape[0], x.shape[-1]
+    empty = x.new_empty(0, dtype=torch.long)
+    windows = _TokenGather.apply(x.reshape(B, -1, D), layout.source, layout.target, empty)
+    if layout.padding.numel():
+        windows[:, layout.padding] = 0 if fill is None else fill.to(windows.dtype)
+    return windows
+
+
+def windows_to_tokens(windows: torch.Tensor, layout: WindowLayout, H: int, W: int) -> torch.Tensor:
+    """Inverse of :func:`tokens_to_windows`: (B, Hp * Wp, D) -> (B, H, W, D); padding positions are dropped."""
+    B, D = windows.shape[0], windows.shape[-1]
+    tokens = _TokenGather.apply(windows, layout.target, layout.source, layout.padding)
+    return tokens.view(B, H, W, D)
+
+
 def check_always_shift(owner: str, always_shift) -> None:
     if not isinstance(always_shift, bool):
         raise ConfigError(f'{owner}: always_shift must be True (detection / segmentation: mmdet\'s windows) or '
@@ -95,9 +166,9 @@ class WindowAttention(nn.Module):
             torch.zeros((2 * window_size[0] - 1) * (2 * window_size[1] - 1), num_heads))
         self.register_buffer('relative_position_index', gen_relative_position_index(window_size),
                              persistent=False)
-        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.qkv = Linear(dim, dim * 3, bias=qkv_bias)
         self.attn_drop = attn_drop
-        self.proj = nn.Linear(dim, dim)
+        self.proj = Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
         trunc_normal_(self.relative_position_bias_table, std=0.02)
 
@@ -120,11 +191,17 @@ class WindowAttention(nn.Module):
                 window: Optional[Tuple[int, int]] = None) -> torch.Tensor:
         """x: (B * nW, N, C) for windows of ``window`` tokens (default: the full window); mask: (nW, N, N)
         additive or None."""
-        BW, N, C = x.shape
-        q, k, v = self.qkv(x).view(BW, N, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
+        return self.proj_drop(self.proj(self.attend(self.qkv(x), mask, window)))
+
+    def attend(self, qkv: torch.Tensor, mask: Optional[torch.Tensor] = None,
+               window: Optional[Tuple[int, int]] = None) -> torch.Tensor:
+        """The attention between the projections: windows of q, k, v (B * nW, N, 3C) -> (B * nW, N, C)."""
+        BW, N, C3 = qkv.shape
+        C = C3 // 3
+        q, k, v = qkv.view(BW, N, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
         bias = self.relative_position_bias(window).unsqueeze(0)  # 1, heads, N, N
         dropout = self.attn_drop if self.training else 0.0
-        if not self.use_sdpa(x):
+        if not self.use_sdpa(qkv):
             attn = (q * self.scale) @ k.transpose(-2, -1) + bias  # BW, heads, N, N
             if mask is not None:  # per window, the same for every image: broadcast, not copied
                 nW = mask.shape[0]
@@ -137,7 +214,7 @@ class WindowAttention(nn.Module):
                 bias = (bias.unsqueeze(0) + mask[None, :, None]).expand(BW // nW, -1, -1, -1, -1)
                 bias = bias.reshape(BW, self.num_heads, N, N)
             x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), dropout_p=dropout)
-        return self.proj_drop(self.proj(x.transpose(1, 2).reshape(BW, N, C)))
+        return x.transpose(1, 2).reshape(BW, N, C)
 
 
 class SwinBlock(nn.Module):
@@ -174,26 +251,19 @@ class SwinBlock(nn.Module):
         return window, shift
 
     def window_attention(self, x: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
+        """Window attention of a normed (B, H, W, C) map. The projections run on the map's own tokens: a
+        padding token is zero, so its q, k, v are the qkv bias (filled in) and its output is cropped away;
+        padding, shift and windows are one gather each way (:func:`window_layout`)."""
         B, H, W, C = x.shape
         window, shift = self.window_and_shift(H, W)
         # mmdet pads the map, then shifts the padded map; timm shifts the map, then pads it (the same when
         # the map is a multiple of the window)
-        shift_padded = any(shift) and self.always_shift
-        shift_unpadded = any(shift) and not self.always_shift
-        if shift_unpadded:
-            x = torch.roll(x, shifts=(-shift[0], -shift[1]), dims=(1, 2))
-        x = pad_to_multiple(x, window, channels_last=True)
-        Hp, Wp = x.shape[1:3]
-        if shift_padded:
-            x = torch.roll(x, shifts=(-shift[0], -shift[1]), dims=(1, 2))
-        x = self.attn(window_partition(x, window), mask if any(shift) else None, window)
-        x = window_reverse(x, window, Hp, Wp)
-        if shift_padded:
-            x = torch.roll(x, shifts=shift, dims=(1, 2))
-        x = x[:, :H, :W]
-        if shift_unpadded:
-            x = torch.roll(x, shifts=shift, dims=(1, 2))
-        return x
+        layout = window_layout(H, W, window, shift, pad_first=self.always_shift, device=x.device)
+        qkv = tokens_to_windows(self.attn.qkv(x), layout, self.attn.qkv.bias)
+        N = window[0] * window[1]
+        x = self.attn.attend(qkv.view(-1, N, qkv.shape[-1]), mask if any(shift) else None, window)
+        x = windows_to_tokens(x.view(B, -1, C), layout, H, W)
+        return self.attn.proj_drop(self.attn.proj(x))
 
     def attention_mask(self, H: int, W: int, x: torch.Tensor) -> Optional[torch.Tensor]:
         window, shift = self.window_and_shift(H, W)
@@ -279,6 +349,7 @@ class SwinTransformer(DenseBackbone):
         self.layers = nn.ModuleList(stages)
         self.out_norms = self.build_out_norms(nn.LayerNorm, dims)
         self.apply(init_transformer_weights)
+        use_fast_cpu_layers(self)
         self._freeze()
 
     def build_block(self, stage: int, index: int, **block_args) -> nn.Module:

@@ -37,6 +37,7 @@ from timm.layers import LayerNorm2d
 from vitdense.checkpoint.adaptation import CheckpointAdaptation
 from vitdense.errors import CheckpointError, ConfigError
 from vitdense.registry import MODELS
+from ..cpu_layers import use_fast_cpu_layers
 from ..layers import nhwc_to_nchw
 from .base import DenseBackbone
 
@@ -134,6 +135,7 @@ class TimmBackbone(DenseBackbone):
         if with_cp and hasattr(self.trunk, 'set_grad_checkpointing'):
             self.trunk.set_grad_checkpointing(True)
         self._index_levels()
+        use_fast_cpu_layers(self)
         self._freeze()
 
     # ---- which stage each module / parameter belongs to ---------------------------------------------------

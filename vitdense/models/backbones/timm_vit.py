@@ -54,6 +54,7 @@ from timm.layers import LayerNorm2d
 from vitdense.checkpoint.adaptation import CheckpointAdaptation
 from vitdense.errors import CheckpointError, ConfigError
 from vitdense.registry import MODELS
+from ..cpu_layers import use_fast_cpu_layers
 from ..layers import pad_to_multiple, window_padding_mask, window_partition, window_reverse
 from ..necks.simple_pyramid import SimpleFeaturePyramid
 from .base import DenseBackbone
@@ -190,6 +191,7 @@ class TimmViT(DenseBackbone):
             raise ConfigError(f'frozen_stages={frozen_stages} must lie in -1..{self.num_blocks} (the stem, then '
                               'that many blocks)')
         self.frozen_stages = frozen_stages
+        use_fast_cpu_layers(self)
         self._freeze()
 
     # ---- the token API --------------------------------------------------------------------------------

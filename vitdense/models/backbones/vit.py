@@ -58,6 +58,7 @@ from vitdense.checkpoint.adaptation import CheckpointAdaptation
 from vitdense.checkpoint.interpolate import resize_abs_pos_embed
 from vitdense.errors import CheckpointError, ConfigError
 from vitdense.registry import MODELS
+from ..cpu_layers import use_fast_cpu_layers
 from ..layers import (init_transformer_weights, pad_to_multiple, window_padding_mask, window_partition,
                       window_reverse)
 from ..necks.simple_pyramid import SimpleFeaturePyramid
@@ -367,6 +368,7 @@ class VisionTransformer(PlainBackbone):
             depth, drop_path_rate, window_size=window_size, global_attn_indexes=self.global_attn_indexes)
         self._init_dense(embed_dim, img_size, with_cls_token, with_cp)
         self.blocks.apply(init_transformer_weights)
+        use_fast_cpu_layers(self)
         self._freeze()
 
     # ---- checkpoints ---------------------------------------------------------------------------------------

@@ -47,6 +47,7 @@ from timm.layers import DropPath, trunc_normal_
 from vitdense.checkpoint.adaptation import CheckpointAdaptation
 from vitdense.errors import ConfigError
 from vitdense.registry import MODELS
+from ..cpu_layers import use_fast_cpu_layers
 from ..layers import resample_to_stride
 from .timm_vit import TimmViT, TokenMap
 
@@ -342,6 +343,7 @@ class ViTAdapter(TimmViT):
             part.apply(init_adapter_weights)
         reset_deformable_attention(self.interactions)
         nn.init.normal_(self.level_embed)
+        use_fast_cpu_layers(self)
         self._freeze()
 
     def _check_interactions(self, indexes) -> List[Tuple[int, int]]:

@@ -62,6 +62,7 @@ from timm.models.resnetv2 import ResNetV2, create_resnetv2_stem
 from vitdense.checkpoint.adaptation import CheckpointAdaptation
 from vitdense.errors import CheckpointError, ConfigError
 from vitdense.registry import MODELS
+from ..cpu_layers import use_fast_cpu_layers
 from ..layers import init_transformer_weights, pad_to_multiple
 from ..necks.simple_pyramid import SimpleFeaturePyramid
 from .base import DenseBackbone
@@ -195,6 +196,7 @@ class HybridVisionTransformer(TokenEncoder, DenseBackbone):
         self.out_norms = self.build_out_norms(LayerNorm2d, self.num_features)
         self.stage_units = self._stage_units()
         self.blocks.apply(init_transformer_weights)
+        use_fast_cpu_layers(self)
         self._freeze()
 
     def _stage_units(self) -> Dict[str, int]:
