@@ -102,14 +102,16 @@ def test_use_fast_cpu_layers_keeps_parameters_names_and_function():
 def test_mlp_with_dropout_or_another_activation_is_timms():
     torch.manual_seed(0)
     x = torch.randn(3, 5, 16)
-    for kwargs in (dict(act_layer=nn.ReLU), dict(act_layer=lambda: nn.GELU(approximate='tanh')), dict(drop=0.5)):
+    for kwargs in (dict(act_layer=nn.ReLU), dict(act_layer=lambda: nn.GELU(approximate='tanh')), dict(drop=0.5),
+                   dict(use_conv=True)):
         ours, timms = Mlp(16, 32, **kwargs), TimmMlp(16, 32, **kwargs)
         timms.load_state_dict(ours.state_dict())
         ours.train(), timms.train()
-        if 'drop' in kwargs:
+        if 'drop' in kwargs or 'use_conv' in kwargs:  # 1x1 convolutions (NCHW) are timm's as they are
             assert not ours.fused_gelu()
             ours.eval(), timms.eval()
-        assert rel_err(ours(x), timms(x)) <= 1e-6
+        inputs = x.transpose(1, 2)[..., None] if 'use_conv' in kwargs else x
+        assert rel_err(ours(inputs), timms(inputs)) <= 1e-6
 
 
 def test_torch_compile_takes_linear_whole():

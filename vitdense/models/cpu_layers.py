@@ -101,7 +101,8 @@ class Mlp(TimmMlp):
 
     def fused_gelu(self) -> bool:
         exact_gelu = type(self.act) is TimmGELU or (type(self.act) is nn.GELU and self.act.approximate == 'none')
-        return exact_gelu and isinstance(self.norm, nn.Identity) and (not self.training or self.drop1.p == 0)
+        return (exact_gelu and isinstance(self.fc1, nn.Linear) and isinstance(self.norm, nn.Identity)
+                and (not self.training or self.drop1.p == 0))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.fused_gelu():
