@@ -5,18 +5,18 @@ one multiply-accumulate counts as one FLOP ("Swin-T: 4.5 GFLOPs at 224" is 4.5 G
 this module returns as ``flops`` follows that convention; :class:`FlopCounter` converts torch's counter
 (which counts 2 per multiply-add) once, at the end.
 
-What is counted. :class:`torch.utils.flop_counter.FlopCounterMode` sees every aten op at dispatch, so
-attention written as ``torch.matmul`` / ``bmm`` / ``einsum`` (they all reach ``mm`` / ``bmm``) and convolutions
-are counted wherever they come from. Its table misses some ops, added here in :data:`EXTRA_FORMULAS`:
-the CPU fused attention kernel (``F.scaled_dot_product_attention`` on CPU), the oneDNN / cuDNN recurrent
-kernels (``nn.LSTM`` / ``nn.GRU``: every gate's input and hidden matmul, per token and direction; on the
-meta device the whole RNN call is answered by shape, :class:`_ShapeOnlyRNN`),
-``torch.cdist``, ``mv`` and oneDNN's linear (vitdense's float32 CPU linears); sorts / top-k (clustering) count one FLOP per comparison (n log2 n per sorted
-row). Element-wise ops, norms, softmax, pooling and interpolation are not counted (memory-bound; fvcore
-adds a few FLOPs per element for norms and upsampling; mmengine.analysis, fvcore's port that mmdet's and
-mmseg's get_flops use, has no formula for SDPA or LSTMs). With this convention the ConvNeXt detectors and
-UperNets land within 0.4% of their published FLOPs, Swin's 0.5-2.5% below theirs: vitdense's Swin projects only
-the map's tokens, where the published counts include the window padding (docs/model_zoo.md).
+What is counted. :class:`torch.utils.flop_counter.FlopCounterMode` sees every aten op at dispatch, so attention
+written as ``torch.matmul`` / ``bmm`` / ``einsum`` (they all reach ``mm`` / ``bmm``) and convolutions are counted
+wherever they come from. Its table misses some ops, added here in :data:`EXTRA_FORMULAS`: the CPU fused attention
+kernel (``F.scaled_dot_product_attention`` on CPU), the oneDNN / cuDNN recurrent kernels (``nn.LSTM`` /
+``nn.GRU``: every gate's input and hidden matmul, per token and direction; on the meta device the whole RNN call
+is answered by shape, :class:`_ShapeOnlyRNN`), ``torch.cdist``, ``mv`` and oneDNN's linear (vitdense's float32 CPU
+linears); sorts / top-k (clustering) count one FLOP per comparison (n log2 n per sorted row). Element-wise ops,
+norms, softmax, pooling and interpolation are not counted (memory-bound; fvcore adds a few FLOPs per element for
+norms and upsampling; mmengine.analysis, fvcore's port that mmdet's and mmseg's get_flops use, has no formula for
+SDPA or LSTMs). With this convention the ConvNeXt detectors and UperNets land within 0.4% of their published
+FLOPs, Swin's 0.5-2.5% below theirs: vitdense's Swin projects only the map's tokens, where the published counts
+include the window padding (docs/model_zoo.md).
 
 Meta device. Counting only needs shapes, so models are built and run on the ``meta`` device: a 1188 GFLOP
 UperNet at 512x2048 is counted in a few seconds on a CPU. Code that needs real values there (NMS, RoIAlign's
